@@ -1,0 +1,86 @@
+#!/usr/bin/env node
+import { Command, Option } from 'commander';
+import { hostname } from 'node:os';
+import { loadBackendConfigs } from '../backends/registry.js';
+import { Driver, type Mode } from '../driver.js';
+import { createLogger, type LogFormat } from '../logging/logger.js';
+import { VERSION } from '../version.js';
+
+function parseTopology(value: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const pair of value.split(',').filter(Boolean)) {
+    const [key, val] = pair.split('=');
+    if (!key || val === undefined) throw new Error(`--topology expects key=value[,key=value], got "${pair}"`);
+    out[key] = val;
+  }
+  return out;
+}
+
+const env = (flag: string) => `SHAREDVOLUME_${flag.toUpperCase().replace(/-/g, '_')}`;
+const option = (flags: string, description: string, name: string) => new Option(flags, description).env(env(name));
+
+const program = new Command()
+  .name('sharedvolume-csi')
+  .description('CSI driver for shared file volumes')
+  .version(VERSION)
+  .addOption(option('--endpoint <url>', 'unix:///path.sock or tcp://host:port', 'endpoint').makeOptionMandatory())
+  .addOption(option('--node-id <id>', 'this node\'s id (default: host name)', 'node-id'))
+  .addOption(option('--driver-name <name>', 'CSI driver name', 'driver-name').default('csi.sharedvolume.io'))
+  .addOption(option('--mode <mode>', 'services to serve', 'mode').choices(['controller', 'node', 'all']).default('all'))
+  .addOption(option('--log-level <level>', 'error, warn, info or debug', 'log-level').choices(['error', 'warn', 'info', 'debug']).default('info'))
+  .addOption(option('--log-format <format>', 'json or text', 'log-format').choices(['json', 'text']).default('json'))
+  .addOption(option('--metrics-address <host:port>', 'serve Prometheus metrics here', 'metrics-address'))
+  .addOption(option('--backends <file>', 'YAML file naming backend instances and their settings', 'backends'))
+  .addOption(option('--local-root <dir>', 'add a local backend instance "local" rooted here', 'local-root'))
+  .addOption(option('--state-dir <dir>', 'where the driver keeps its own mounts', 'state-dir').default('/run/sharedvolume-csi'))
+  .addOption(option('--topology <pairs>', 'topology segments reported by NodeGetInfo, key=value,...', 'topology').default(''));
+
+async function main(): Promise<void> {
+  program.parse();
+  const opts = program.opts<{
+    endpoint: string;
+    nodeId?: string;
+    driverName: string;
+    mode: Mode;
+    logLevel: string;
+    logFormat: LogFormat;
+    metricsAddress?: string;
+    backends?: string;
+    localRoot?: string;
+    stateDir: string;
+    topology: string;
+  }>();
+  const logger = createLogger(opts.logLevel, opts.logFormat);
+  const driver = new Driver({
+    endpoint: opts.endpoint,
+    nodeId: opts.nodeId ?? hostname(),
+    driverName: opts.driverName,
+    mode: opts.mode,
+    metricsAddress: opts.metricsAddress,
+    backends: await loadBackendConfigs(opts.backends, opts.localRoot),
+    stateDir: opts.stateDir,
+    topology: parseTopology(opts.topology),
+    logger,
+  });
+  await driver.start();
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info('stopping', { signal });
+    driver.stop().then(
+      () => process.exit(0),
+      (err: Error) => {
+        logger.error('stop failed', { error: err.message });
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+main().catch((err: Error) => {
+  console.error(`sharedvolume-csi: ${err.message}`);
+  process.exit(1);
+});

@@ -1,0 +1,93 @@
+import type { ControllerHandlers } from '../generated/csi/v1/Controller.js';
+import type { Volume as CsiVolume } from '../generated/csi/v1/Volume.js';
+import type { ServiceSpecs } from '../rpc/handler.js';
+import { invalidArgument } from '../rpc/errors.js';
+import { fingerprintParameters } from '../backends/params.js';
+import { capabilityProblem, int64, required, requireCapabilities } from '../rpc/validate.js';
+import type { Provisioner, Volume, VolumeCondition } from '../volumes/provisioner.js';
+
+const CAPABILITIES = ['CREATE_DELETE_VOLUME', 'LIST_VOLUMES', 'GET_CAPACITY', 'GET_VOLUME', 'VOLUME_CONDITION', 'SINGLE_NODE_MULTI_WRITER'] as const;
+
+function toCsiVolume(volume: Volume): CsiVolume {
+  return { volume_id: volume.id, capacity_bytes: volume.record.capacityBytes, volume_context: volume.context };
+}
+
+const toCsiCondition = (condition: VolumeCondition) => ({ abnormal: condition.abnormal, message: condition.message });
+
+/** Controller service: CSI messages in, Provisioner calls, CSI messages out. */
+export function controllerService(provisioner: Provisioner): ServiceSpecs<ControllerHandlers> {
+  return {
+    CreateVolume: {
+      volume: (req) => req.name,
+      handle: async (req) => {
+        const name = required(req.name, 'name');
+        requireCapabilities(req.volume_capabilities);
+        if (req.volume_content_source) throw invalidArgument('volume_content_source is not supported by this driver version');
+        if (Object.keys(req.mutable_parameters).length > 0) throw invalidArgument('mutable_parameters are not supported');
+        const capacity = {
+          requiredBytes: int64(req.capacity_range?.required_bytes, 'capacity_range.required_bytes'),
+          limitBytes: int64(req.capacity_range?.limit_bytes, 'capacity_range.limit_bytes'),
+        };
+        return { volume: toCsiVolume(await provisioner.create(name, capacity, req.parameters)) };
+      },
+    },
+
+    DeleteVolume: {
+      volume: (req) => req.volume_id,
+      handle: async (req) => {
+        await provisioner.delete(required(req.volume_id, 'volume_id'));
+        return {};
+      },
+    },
+
+    ValidateVolumeCapabilities: {
+      volume: (req) => req.volume_id,
+      handle: async (req) => {
+        const id = required(req.volume_id, 'volume_id');
+        if (req.volume_capabilities.length === 0) throw invalidArgument('volume_capabilities is required');
+        const { volume } = await provisioner.get(id);
+        const problem = req.volume_capabilities.map(capabilityProblem).find(Boolean);
+        if (problem) return { message: problem };
+        const parameters = fingerprintParameters(req.parameters);
+        if (Object.keys(parameters).length > 0 && JSON.stringify(parameters) !== JSON.stringify(volume.record.parameters)) {
+          return { message: `parameters differ from those volume ${volume.id} was created with` };
+        }
+        return {
+          confirmed: { volume_context: req.volume_context, volume_capabilities: req.volume_capabilities, parameters: req.parameters },
+        };
+      },
+    },
+
+    ListVolumes: {
+      quiet: true,
+      handle: async (req) => {
+        if (req.max_entries < 0) throw invalidArgument('max_entries must not be negative');
+        const { volumes, nextToken } = await provisioner.list(req.starting_token, req.max_entries);
+        return { entries: volumes.map((volume) => ({ volume: toCsiVolume(volume) })), next_token: nextToken };
+      },
+    },
+
+    GetCapacity: {
+      quiet: true,
+      handle: async (req) => {
+        for (const cap of req.volume_capabilities) {
+          if (capabilityProblem(cap)) return { available_capacity: 0 };
+        }
+        return { available_capacity: await provisioner.capacity(req.parameters) };
+      },
+    },
+
+    ControllerGetVolume: {
+      volume: (req) => req.volume_id,
+      handle: async (req) => {
+        const { volume, condition } = await provisioner.get(required(req.volume_id, 'volume_id'));
+        return { volume: toCsiVolume(volume), status: { published_node_ids: [], volume_condition: toCsiCondition(condition) } };
+      },
+    },
+
+    ControllerGetCapabilities: {
+      quiet: true,
+      handle: async () => ({ capabilities: CAPABILITIES.map((type) => ({ rpc: { type } })) }),
+    },
+  };
+}

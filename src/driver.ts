@@ -1,0 +1,90 @@
+import { Server, ServerCredentials } from '@grpc/grpc-js';
+import type { Server as HttpServer } from 'node:http';
+import type { Logger } from 'winston';
+import { BackendRegistry, createBackend, type BackendConfig } from './backends/registry.js';
+import { controllerService } from './controller/service.js';
+import { identityService } from './identity/service.js';
+import { DriverMetrics, serveMetrics } from './metrics/registry.js';
+import { VolumeMounts } from './mount/volume-mounts.js';
+import { nodeService } from './node/service.js';
+import { grpcAddress, parseEndpoint, prepareUnixSocket } from './rpc/endpoint.js';
+import { wrapService, type RpcRuntime } from './rpc/handler.js';
+import { VolumeLocks } from './rpc/locks.js';
+import { loadCsi } from './rpc/proto.js';
+import { Provisioner } from './volumes/provisioner.js';
+import { VERSION } from './version.js';
+import { unlink } from 'node:fs/promises';
+
+export type Mode = 'controller' | 'node' | 'all';
+
+export interface DriverOptions {
+  endpoint: string;
+  nodeId: string;
+  driverName: string;
+  mode: Mode;
+  metricsAddress: string | undefined;
+  backends: BackendConfig[];
+  stateDir: string;
+  topology: Record<string, string>;
+  logger: Logger;
+}
+
+/** Assembles the services for the chosen mode and serves them on one endpoint. */
+export class Driver {
+  private readonly server = new Server();
+  private readonly registry: BackendRegistry;
+  private readonly metrics = new DriverMetrics();
+  private metricsServer: HttpServer | undefined;
+  private socketPath: string | undefined;
+
+  constructor(private readonly options: DriverOptions) {
+    this.registry = new BackendRegistry(options.backends.map((c) => createBackend(c, { stateDir: options.stateDir })));
+    const runtime: RpcRuntime = { logger: options.logger, metrics: this.metrics, locks: new VolumeLocks() };
+    const csi = loadCsi().csi.v1;
+    const controller = options.mode !== 'node';
+    this.server.addService(
+      csi.Identity.service,
+      wrapService(
+        identityService(
+          this.registry,
+          { driverName: options.driverName, version: VERSION, controller, topology: Object.keys(options.topology).length > 0, probeTimeoutMs: 5000 },
+          options.logger,
+        ),
+        runtime,
+      ),
+    );
+    if (controller) {
+      this.server.addService(csi.Controller.service, wrapService(controllerService(new Provisioner(this.registry)), runtime));
+    }
+    if (options.mode !== 'controller') {
+      const identity = { nodeId: options.nodeId, topology: options.topology };
+      this.server.addService(csi.Node.service, wrapService(nodeService(this.registry, new VolumeMounts(), identity), runtime));
+    }
+  }
+
+  async start(): Promise<void> {
+    const endpoint = parseEndpoint(this.options.endpoint);
+    if (endpoint.kind === 'unix') {
+      await prepareUnixSocket(endpoint.path);
+      this.socketPath = endpoint.path;
+    }
+    await new Promise<number>((resolve, reject) =>
+      this.server.bindAsync(grpcAddress(endpoint), ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
+    );
+    if (this.options.metricsAddress) this.metricsServer = await serveMetrics(this.metrics, this.options.metricsAddress);
+    this.options.logger.info('serving', {
+      endpoint: this.options.endpoint,
+      mode: this.options.mode,
+      backends: this.registry.all().map((b) => `${b.instance}(${b.kind})`),
+      version: VERSION,
+    });
+  }
+
+  /** Lets in-flight calls finish, then releases mounts the controller made and removes the socket. */
+  async stop(): Promise<void> {
+    await new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
+    await new Promise<void>((resolve) => (this.metricsServer ? this.metricsServer.close(() => resolve()) : resolve()));
+    await this.registry.close();
+    if (this.socketPath) await unlink(this.socketPath).catch(() => undefined);
+  }
+}

@@ -1,0 +1,137 @@
+import { execa } from 'execa';
+import { stat } from 'node:fs/promises';
+import { relative } from 'node:path';
+import { alreadyExists, failedPrecondition, internal, notFound } from '../rpc/errors.js';
+import { checkPath, type PathHealth } from './health.js';
+import { mountAt, isReadOnly, readMountTable, type MountEntry } from './mountinfo.js';
+import { ensureDir, mountWithFlags, removeMountPoint, unmountAll, vfsFlags, type MountSpec } from './mounter.js';
+
+export interface StageRequest {
+  spec: MountSpec;
+  stagingPath: string;
+  mountFlags: string[];
+  /** fsGroup: the group that must be able to write to the volume root. */
+  group: number | undefined;
+}
+
+export interface PublishRequest {
+  stage: StageRequest;
+  targetPath: string;
+  readonly: boolean;
+}
+
+/** The (device, path within that device) a path resolves to, which is what a bind mount shows as root. */
+function origin(table: MountEntry[], path: string): { device: string; root: string } | undefined {
+  let best: MountEntry | undefined;
+  for (const entry of table) {
+    const inside = path === entry.mountPoint || path.startsWith(entry.mountPoint === '/' ? '/' : `${entry.mountPoint}/`);
+    if (inside && (!best || entry.mountPoint.length >= best.mountPoint.length)) best = entry;
+  }
+  if (!best) return undefined;
+  const rest = relative(best.mountPoint, path);
+  return { device: best.device, root: rest ? `${best.root.replace(/\/$/, '')}/${rest}` : best.root };
+}
+
+function mountedFrom(table: MountEntry[], entry: MountEntry, spec: MountSpec): boolean {
+  if (spec.fsType !== 'bind') return entry.source === spec.source;
+  const want = origin(table.filter((e) => e !== entry), spec.source);
+  return want !== undefined && want.device === entry.device && want.root === entry.root;
+}
+
+/**
+ * Node-side mount lifecycle. Every call is idempotent, repairs stale mounts (dead FUSE daemon,
+ * restarted NFS server) by unmounting and mounting again, and never leaves a mount behind on failure.
+ */
+export class VolumeMounts {
+  async stage(req: StageRequest): Promise<void> {
+    const table = await readMountTable();
+    const entry = mountAt(table, req.stagingPath);
+    if (entry) {
+      const state = await checkPath(req.stagingPath);
+      if (state.state === 'ok') {
+        if (!mountedFrom(table, entry, req.spec)) {
+          throw alreadyExists(`${req.stagingPath} is already staged from ${entry.source}, not ${req.spec.source}`);
+        }
+        await applyGroup(req.stagingPath, req.group);
+        return;
+      }
+      await unmountAll(req.stagingPath);
+    }
+    if (req.spec.fsType === 'bind') await requireDirectory(req.spec.source);
+    await ensureDir(req.stagingPath);
+    const spec = req.spec.fsType === 'bind' ? req.spec : { ...req.spec, options: [...req.spec.options, ...req.mountFlags] };
+    await mountWithFlags(spec, req.stagingPath, req.spec.fsType === 'bind' ? vfsFlags(req.mountFlags) : []);
+    try {
+      const state = await checkPath(req.stagingPath);
+      if (state.state !== 'ok') throw internal(`mounted ${req.spec.source} but it does not answer: ${state.message}`);
+      await applyGroup(req.stagingPath, req.group);
+    } catch (err) {
+      await unmountAll(req.stagingPath);
+      throw err;
+    }
+  }
+
+  async unstage(stagingPath: string): Promise<void> {
+    await unmountAll(stagingPath);
+  }
+
+  async publish(req: PublishRequest): Promise<void> {
+    await this.ensureStaged(req.stage);
+    const table = await readMountTable();
+    const entry = mountAt(table, req.targetPath);
+    if (entry) {
+      const state = await checkPath(req.targetPath);
+      if (state.state === 'ok') {
+        const staged = mountAt(table, req.stage.stagingPath)!;
+        const same = entry.device === staged.device && entry.root === staged.root;
+        if (same && isReadOnly(entry) === req.readonly) return;
+        throw alreadyExists(`${req.targetPath} is already published ${same ? `with readonly=${isReadOnly(entry)}` : 'from another volume'}`);
+      }
+      await unmountAll(req.targetPath);
+    }
+    await ensureDir(req.targetPath);
+    const flags = vfsFlags(req.stage.mountFlags).filter((f) => f !== 'ro' && f !== 'rw');
+    try {
+      await mountWithFlags({ source: req.stage.stagingPath, fsType: 'bind', options: [] }, req.targetPath, req.readonly ? ['ro', ...flags] : flags);
+    } catch (err) {
+      await removeMountPoint(req.targetPath).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Publishing needs a healthy staging mount; a stale one is remounted here rather than failing the pod. */
+  private async ensureStaged(stage: StageRequest): Promise<void> {
+    const entry = mountAt(await readMountTable(), stage.stagingPath);
+    if (!entry) throw failedPrecondition(`volume is not staged at ${stage.stagingPath}; call NodeStageVolume first`);
+    if ((await checkPath(stage.stagingPath)).state !== 'ok') await this.stage(stage);
+  }
+
+  async unpublish(targetPath: string): Promise<void> {
+    await unmountAll(targetPath);
+    await removeMountPoint(targetPath);
+  }
+
+  async stats(path: string): Promise<{ health: PathHealth; mounted: boolean }> {
+    const state = await checkPath(path);
+    if (state.state === 'missing') throw notFound(`volume path ${path} does not exist`);
+    return { health: state, mounted: mountAt(await readMountTable(), path) !== undefined };
+  }
+}
+
+async function requireDirectory(path: string): Promise<void> {
+  try {
+    if ((await stat(path)).isDirectory()) return;
+  } catch {
+    // reported below
+  }
+  throw notFound(`volume directory ${path} does not exist`);
+}
+
+/** Makes the volume root group-writable for fsGroup, recursively only when the root's group differs. */
+async function applyGroup(path: string, group: number | undefined): Promise<void> {
+  if (group === undefined) return;
+  if ((await stat(path)).gid === group) return;
+  await execa('chgrp', ['-R', String(group), path]);
+  await execa('chmod', ['-R', 'g+rwX', path]);
+  await execa('chmod', ['g+s', path]);
+}

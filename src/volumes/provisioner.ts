@@ -1,0 +1,167 @@
+import type { Backend, VolumeRecord } from '../backends/backend.js';
+import type { BackendRegistry } from '../backends/registry.js';
+import { fingerprintParameters } from '../backends/params.js';
+import { MOUNT_OPTIONS_CONTEXT } from '../backends/nfs/index.js';
+import { aborted, alreadyExists, failedPrecondition, invalidArgument, notFound, outOfRange } from '../rpc/errors.js';
+import { renderSubDir } from './template.js';
+import { formatVolumeId, parseVolumeId, type VolumeRef } from './volume-id.js';
+
+export interface CapacityRequest {
+  requiredBytes: number;
+  limitBytes: number;
+}
+
+export interface Volume {
+  id: string;
+  record: VolumeRecord;
+  context: Record<string, string>;
+}
+
+export interface VolumeCondition {
+  abnormal: boolean;
+  message: string;
+}
+
+/** Resolves the capacity to provision: the request if any, else the limit, else 0 (unspecified). */
+export function resolveCapacity({ requiredBytes, limitBytes }: CapacityRequest): number {
+  if (limitBytes > 0 && requiredBytes > limitBytes) {
+    throw outOfRange(`required_bytes ${requiredBytes} exceeds limit_bytes ${limitBytes}`);
+  }
+  return requiredBytes > 0 ? requiredBytes : limitBytes;
+}
+
+function satisfies(capacity: number, { requiredBytes, limitBytes }: CapacityRequest): boolean {
+  return capacity >= requiredBytes && (limitBytes === 0 || capacity <= limitBytes);
+}
+
+function sameParameters(a: Record<string, string>, b: Record<string, string>): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+export function volumeContext(record: VolumeRecord): Record<string, string> {
+  return record.mountOptions.length > 0 ? { [MOUNT_OPTIONS_CONTEXT]: record.mountOptions.join(',') } : {};
+}
+
+const LIST_TOKEN_PREFIX = 'v1:';
+
+/** The controller's domain: volumes on backends, free of CSI message shapes. */
+export class Provisioner {
+  constructor(private readonly backends: BackendRegistry) {}
+
+  private toVolume(backend: Backend, record: VolumeRecord): Volume {
+    return { id: formatVolumeId({ instance: backend.instance, path: record.path }), record, context: volumeContext(record) };
+  }
+
+  backendFor(parameters: Record<string, string>): Backend {
+    const backend = this.backends.select(parameters.backend);
+    if (!backend) {
+      const known = this.backends.all().map((b) => b.instance).join(', ');
+      throw invalidArgument(`parameter "backend": no backend instance "${parameters.backend}" (configured: ${known})`);
+    }
+    return backend;
+  }
+
+  async create(name: string, capacity: CapacityRequest, parameters: Record<string, string>): Promise<Volume> {
+    const backend = this.backendFor(parameters);
+    const share = backend.parseParameters(parameters);
+    const capacityBytes = resolveCapacity(capacity);
+    const fingerprint = fingerprintParameters(parameters);
+    const existing = await backend.findByName(name);
+    if (existing) return this.toVolume(backend, this.checkCompatible(existing, capacity, fingerprint));
+
+    const path = renderSubDir(share.subDir, name, parameters);
+    formatVolumeId({ instance: backend.instance, path });
+    const { totalBytes, enforced } = await backend.capacity();
+    if (capacityBytes > totalBytes && !enforced) {
+      throw outOfRange(`requested ${capacityBytes} bytes, but backend ${backend.instance} has ${totalBytes} bytes in all`);
+    }
+    const record = await backend.createShare({ name, path, capacityBytes, parameters: fingerprint, share });
+    return this.toVolume(backend, this.checkCompatible(record, capacity, fingerprint));
+  }
+
+  private checkCompatible(record: VolumeRecord, capacity: CapacityRequest, fingerprint: Record<string, string>) {
+    if (!sameParameters(record.parameters, fingerprint)) {
+      throw alreadyExists(`volume "${record.name}" already exists with different parameters`);
+    }
+    if (!satisfies(record.capacityBytes, capacity)) {
+      throw alreadyExists(`volume "${record.name}" already exists with capacity ${record.capacityBytes} bytes, outside the requested range`);
+    }
+    return record;
+  }
+
+  /** Resolves an id to its backend; undefined when the id cannot be one of ours. */
+  resolve(id: string): { ref: VolumeRef; backend: Backend } | undefined {
+    const ref = parseVolumeId(id);
+    if (!ref) return undefined;
+    const backend = this.backends.get(ref.instance);
+    if (!backend) throw failedPrecondition(`volume_id "${id}": backend instance "${ref.instance}" is not configured on this driver`);
+    return { ref, backend };
+  }
+
+  async delete(id: string): Promise<boolean> {
+    const found = this.resolve(id);
+    return found ? found.backend.deleteShare(found.ref.path) : false;
+  }
+
+  async get(id: string): Promise<{ volume: Volume; condition: VolumeCondition }> {
+    const found = this.resolve(id);
+    const record = found && (await found.backend.getRecord(found.ref.path));
+    if (!found || !record) throw notFound(`volume "${id}" does not exist`);
+    return { volume: this.toVolume(found.backend, record), condition: await this.condition(found.backend, record) };
+  }
+
+  async condition(backend: Backend, record: VolumeRecord): Promise<VolumeCondition> {
+    return (await backend.shareExists(record.path))
+      ? { abnormal: false, message: 'volume directory present' }
+      : { abnormal: true, message: `volume directory "${record.path}" is missing on backend ${backend.instance}` };
+  }
+
+  /** Pages across instances in configuration order; the token names the last volume returned. */
+  async list(token: string, maxEntries: number): Promise<{ volumes: Volume[]; nextToken: string }> {
+    const backends = this.backends.all();
+    let start = 0;
+    let after: string | undefined;
+    if (token) {
+      const ref = this.decodeToken(token);
+      start = backends.findIndex((b) => b.instance === ref.instance);
+      if (start < 0) throw aborted(`starting_token "${token}" names an unknown backend instance`);
+      after = ref.path;
+    }
+    const limit = maxEntries > 0 ? maxEntries : Number.MAX_SAFE_INTEGER;
+    const volumes: Volume[] = [];
+    for (let i = start; i < backends.length && volumes.length < limit + 1; i++) {
+      const backend = backends[i]!;
+      const records = await backend.listRecords(i === start ? after : undefined, limit + 1 - volumes.length);
+      volumes.push(...records.map((record) => this.toVolume(backend, record)));
+    }
+    if (volumes.length <= limit) return { volumes, nextToken: '' };
+    const page = volumes.slice(0, limit);
+    return { volumes: page, nextToken: this.encodeToken(page[page.length - 1]!.id) };
+  }
+
+  private encodeToken(id: string): string {
+    return LIST_TOKEN_PREFIX + Buffer.from(id).toString('base64url');
+  }
+
+  private decodeToken(token: string): VolumeRef {
+    const ref = token.startsWith(LIST_TOKEN_PREFIX)
+      ? safeParse(Buffer.from(token.slice(LIST_TOKEN_PREFIX.length), 'base64url').toString())
+      : undefined;
+    if (!ref) throw aborted(`starting_token "${token}" was not issued by this driver`);
+    return ref;
+  }
+
+  async capacity(parameters: Record<string, string>): Promise<number> {
+    const backend = this.backendFor(parameters);
+    backend.parseParameters(parameters);
+    return (await backend.capacity()).availableBytes;
+  }
+}
+
+function safeParse(id: string): VolumeRef | undefined {
+  try {
+    return parseVolumeId(id);
+  } catch {
+    return undefined;
+  }
+}
