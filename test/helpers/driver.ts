@@ -1,0 +1,76 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { connectCsi, type CsiClients } from '../../src/cli/csi-client.js';
+
+export const DRIVER_BIN = fileURLToPath(new URL('../../src/cli/sharedvolume-csi.js', import.meta.url));
+export const SVCTL_BIN = fileURLToPath(new URL('../../src/cli/svctl.js', import.meta.url));
+
+export interface RunningDriver extends CsiClients {
+  endpoint: string;
+  socket: string;
+  dir: string;
+  process: ChildProcess;
+  /** Everything the driver wrote to stdout and stderr so far. */
+  log(): string;
+  /** SIGTERM, wait for exit; returns the exit code. */
+  stop(): Promise<number | null>;
+}
+
+export interface DriverArgs {
+  /** Extra flags, e.g. ['--local-root', dir] or ['--backends', file]. */
+  args: string[];
+  env?: Record<string, string>;
+  /** Reuse a directory (for restarts); default: a fresh temp dir, removed on stop. */
+  dir?: string;
+}
+
+async function waitFor(check: () => boolean, what: string, timeoutMs = 15000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** Starts the real driver binary on a unix socket in a temp dir and connects real gRPC clients to it. */
+export async function startDriver(options: DriverArgs): Promise<RunningDriver> {
+  const dir = options.dir ?? (await mkdtemp(join(tmpdir(), 'sv-driver-')));
+  const socket = join(dir, 'csi.sock');
+  const endpoint = `unix://${socket}`;
+  const child = spawn(
+    process.execPath,
+    [DRIVER_BIN, '--endpoint', endpoint, '--node-id', 'test-node', '--state-dir', join(dir, 'state'), '--log-format', 'json', ...options.args],
+    { env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let output = '';
+  child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+  let exited: number | null | undefined;
+  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve((exited = code))));
+  await waitFor(() => exited !== undefined || output.includes('"serving"'), 'the driver to serve').catch((err) => {
+    child.kill('SIGKILL');
+    throw err;
+  });
+  if (exited !== undefined) throw new Error(`driver exited with ${exited}: ${output}`);
+  await waitFor(() => existsSync(socket), 'the socket');
+  const clients = connectCsi(endpoint);
+  return {
+    ...clients,
+    endpoint,
+    socket,
+    dir,
+    process: child,
+    log: () => output,
+    stop: async () => {
+      clients.close();
+      if (exited === undefined) child.kill('SIGTERM');
+      const code = await exit;
+      if (!options.dir) await rm(dir, { recursive: true, force: true });
+      return code;
+    },
+  };
+}
