@@ -38,7 +38,9 @@ export class Driver {
   private socketPath: string | undefined;
 
   constructor(private readonly options: DriverOptions) {
-    this.registry = new BackendRegistry(options.backends.map((c) => createBackend(c, { stateDir: options.stateDir })));
+    this.registry = new BackendRegistry(
+      options.backends.map((c) => createBackend(c, { stateDir: options.stateDir })),
+    );
     const runtime: RpcRuntime = { logger: options.logger, metrics: this.metrics, locks: new VolumeLocks() };
     const csi = loadCsi().csi.v1;
     const controller = options.mode !== 'node';
@@ -47,31 +49,47 @@ export class Driver {
       wrapService(
         identityService(
           this.registry,
-          { driverName: options.driverName, version: VERSION, controller, topology: Object.keys(options.topology).length > 0, probeTimeoutMs: 5000 },
+          {
+            driverName: options.driverName,
+            version: VERSION,
+            controller,
+            topology: Object.keys(options.topology).length > 0,
+            probeTimeoutMs: 5000,
+          },
           options.logger,
         ),
         runtime,
       ),
     );
     if (controller) {
-      this.server.addService(csi.Controller.service, wrapService(controllerService(new Provisioner(this.registry)), runtime));
+      this.server.addService(
+        csi.Controller.service,
+        wrapService(controllerService(new Provisioner(this.registry)), runtime),
+      );
     }
     if (options.mode !== 'controller') {
       const identity = { nodeId: options.nodeId, topology: options.topology };
-      this.server.addService(csi.Node.service, wrapService(nodeService(this.registry, new VolumeMounts(), identity), runtime));
+      this.server.addService(
+        csi.Node.service,
+        wrapService(nodeService(this.registry, new VolumeMounts(), identity), runtime),
+      );
     }
   }
 
   async start(): Promise<void> {
+    if (this.options.mode !== 'node') await Promise.all(this.registry.all().map((b) => b.init?.()));
     const endpoint = parseEndpoint(this.options.endpoint);
     if (endpoint.kind === 'unix') {
       await prepareUnixSocket(endpoint.path);
       this.socketPath = endpoint.path;
     }
     await new Promise<number>((resolve, reject) =>
-      this.server.bindAsync(grpcAddress(endpoint), ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
+      this.server.bindAsync(grpcAddress(endpoint), ServerCredentials.createInsecure(), (err, port) =>
+        err ? reject(err) : resolve(port),
+      ),
     );
-    if (this.options.metricsAddress) this.metricsServer = await serveMetrics(this.metrics, this.options.metricsAddress);
+    if (this.options.metricsAddress)
+      this.metricsServer = await serveMetrics(this.metrics, this.options.metricsAddress);
     this.options.logger.info('serving', {
       endpoint: this.options.endpoint,
       mode: this.options.mode,
@@ -83,7 +101,9 @@ export class Driver {
   /** Lets in-flight calls finish, then releases mounts the controller made and removes the socket. */
   async stop(): Promise<void> {
     await new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
-    await new Promise<void>((resolve) => (this.metricsServer ? this.metricsServer.close(() => resolve()) : resolve()));
+    await new Promise<void>((resolve) =>
+      this.metricsServer ? this.metricsServer.close(() => resolve()) : resolve(),
+    );
     await this.registry.close();
     if (this.socketPath) await unlink(this.socketPath).catch(() => undefined);
   }

@@ -52,6 +52,8 @@ export interface Backend {
   readonly paramsSchema: z.ZodObject;
   /** Validates raw StorageClass parameters against `paramsSchema` (INVALID_ARGUMENT naming the key). */
   parseParameters(raw: Record<string, string>): ShareParams;
+  /** Prepares what the backend owns on this host (e.g. creates a local root), once at controller start. */
+  init?(): Promise<void>;
   probe(): Promise<void>;
   capacity(): Promise<Capacity>;
   createShare(input: CreateShareInput): Promise<VolumeRecord>;

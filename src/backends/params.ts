@@ -22,7 +22,10 @@ export const commonParamsShape = {
   backend: z
     .string()
     .optional()
-    .meta({ description: 'Backend instance to provision on (a name from --backends). Default: the first instance of this kind.' }),
+    .meta({
+      description:
+        'Backend instance to provision on (a name from --backends). Default: the first configured instance.',
+    }),
   subDir: z
     .string()
     .min(1)
@@ -36,19 +39,37 @@ export const commonParamsShape = {
   onDelete: z
     .enum(['delete', 'retain', 'archive'])
     .default('delete')
-    .meta({ description: 'What DeleteVolume does with the data: remove it, keep it, or rename it to archived-<dir>.' }),
+    .meta({
+      description:
+        'What DeleteVolume does with the data: remove it, keep it, or rename it to archived-<dir>.',
+    }),
   mountPermissions: octalMode
     .default('0')
-    .meta({ description: 'Mode set on the new volume directory. "0" leaves the mode mkdir gave it.', examples: ['0775'] }),
-  [PVC_NAME]: z.string().optional().meta({ description: 'Set by external-provisioner (--extra-create-metadata).' }),
-  [PVC_NAMESPACE]: z.string().optional().meta({ description: 'Set by external-provisioner (--extra-create-metadata).' }),
-  [PV_NAME]: z.string().optional().meta({ description: 'Set by external-provisioner (--extra-create-metadata).' }),
+    .meta({
+      description: 'Mode set on the new volume directory. "0" leaves the mode mkdir gave it.',
+      examples: ['0775'],
+    }),
+  [PVC_NAME]: z
+    .string()
+    .optional()
+    .meta({ description: 'Set by external-provisioner (--extra-create-metadata).' }),
+  [PVC_NAMESPACE]: z
+    .string()
+    .optional()
+    .meta({ description: 'Set by external-provisioner (--extra-create-metadata).' }),
+  [PV_NAME]: z
+    .string()
+    .optional()
+    .meta({ description: 'Set by external-provisioner (--extra-create-metadata).' }),
 };
 
 export const mountOptionsShape = {
   mountOptions: mountOptionList
     .default('')
-    .meta({ description: 'Comma-separated options for every mount of the share: node stage, and controller create, delete and archive.' }),
+    .meta({
+      description:
+        'Comma-separated options for every mount of the share: node stage, and controller create, delete and archive.',
+    }),
 };
 
 /** Parses raw parameters; unknown keys and bad values become INVALID_ARGUMENT naming the key. */

@@ -1,4 +1,4 @@
-import { access } from 'node:fs/promises';
+import { access, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import type { Backend, ShareParams } from '../backend.js';
@@ -22,6 +22,7 @@ export function createLocalBackend(config: LocalConfig) {
     kind: 'local',
     paramsSchema: localParamsSchema,
     parseParameters: (raw): ShareParams => toShareParams(parseWith(localParamsSchema, raw)),
+    init: async () => void (await mkdir(config.root, { recursive: true })),
     probe: () => access(config.root),
     ...directoryBackendMethods(shares),
     nodeMount: (path) => ({ source: join(config.root, path), fsType: 'bind', options: [] }),

@@ -1,0 +1,134 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, readdir, rm, stat, writeFile, mkdir, unlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import type { CreateShareInput } from '../../src/backends/backend.js';
+import { DirectoryShares } from '../../src/backends/directory-shares.js';
+
+function input(
+  name: string,
+  path = name,
+  onDelete: 'delete' | 'retain' | 'archive' = 'delete',
+): CreateShareInput {
+  return {
+    name,
+    path,
+    capacityBytes: 1024,
+    parameters: {},
+    share: { subDir: path, onDelete, mountPermissions: 0o770, mountOptions: [] },
+  };
+}
+
+const volumeEntries = async (root: string) =>
+  (await readdir(root)).filter((e) => e !== '.sharedvolume').sort();
+const recordFile = (root: string, path: string) =>
+  join(root, '.sharedvolume', 'records', `${createHash('sha256').update(path).digest('hex')}.json`);
+
+describe('DirectoryShares', () => {
+  let root: string;
+  beforeEach(async () => {
+    root = await mkdtemp(join(tmpdir(), 'sv-shares-'));
+  });
+  afterEach(() => rm(root, { recursive: true, force: true }));
+
+  it('creates a directory with its mode and finds it by name and path', async () => {
+    const shares = new DirectoryShares(async () => root);
+    const record = await shares.create(input('pvc-1', 'ns/pvc-1'));
+    assert.equal(((await stat(join(root, 'ns/pvc-1'))).mode & 0o777).toString(8), '770');
+    assert.deepEqual(await shares.findByName('pvc-1'), record);
+    assert.deepEqual(await shares.getRecord('ns/pvc-1'), record);
+    assert.equal(await shares.exists('ns/pvc-1'), true);
+  });
+
+  it('leaves nothing behind when a backend hook fails', async () => {
+    const shares = new DirectoryShares(async () => root, {
+      afterCreate: async () => {
+        throw new Error('quota refused');
+      },
+    });
+    await assert.rejects(shares.create(input('pvc-2', 'ns/pvc-2')), /quota refused/);
+    assert.deepEqual(await volumeEntries(root), [], 'no orphan directory, not even the parent');
+    assert.deepEqual(await readdir(join(root, '.sharedvolume', 'records')), [], 'no half-written record');
+    assert.equal(await shares.findByName('pvc-2'), undefined);
+  });
+
+  it('does not remove a parent another volume still uses', async () => {
+    let fail = false;
+    const shares = new DirectoryShares(async () => root, {
+      afterCreate: async () => {
+        if (fail) throw new Error('boom');
+      },
+    });
+    await shares.create(input('a', 'ns/a'));
+    fail = true;
+    await assert.rejects(shares.create(input('b', 'ns/b')));
+    assert.deepEqual(await readdir(join(root, 'ns')), ['a']);
+  });
+
+  it('completes a create that crashed after claiming the path', async () => {
+    const shares = new DirectoryShares(async () => root);
+    const first = await shares.create(input('pvc-3'));
+    // Simulate a crash before the commit point: the name index was never written.
+    await unlink(join(root, '.sharedvolume', 'names', createHash('sha256').update('pvc-3').digest('hex')));
+    assert.equal(await shares.findByName('pvc-3'), undefined);
+    const again = await shares.create(input('pvc-3'));
+    assert.deepEqual(again, first);
+    assert.deepEqual(await shares.findByName('pvc-3'), first);
+  });
+
+  it('refuses a directory that exists but is not ours', async () => {
+    const shares = new DirectoryShares(async () => root);
+    await mkdir(join(root, 'taken'));
+    await writeFile(join(root, 'taken', 'keep.txt'), 'data');
+    await assert.rejects(shares.create(input('pvc-4', 'taken')), /already exists/);
+    assert.deepEqual(await readdir(join(root, 'taken')), ['keep.txt'], 'foreign data untouched');
+    await assert.rejects(stat(recordFile(root, 'taken')), /ENOENT/);
+  });
+
+  it('refuses a path already claimed by another name', async () => {
+    const shares = new DirectoryShares(async () => root);
+    await shares.create(input('one', 'shared'));
+    await assert.rejects(shares.create(input('two', 'shared')), /belongs to volume "one"/);
+  });
+
+  it('applies onDelete: delete, retain, archive', async () => {
+    const shares = new DirectoryShares(async () => root);
+    for (const mode of ['delete', 'retain', 'archive'] as const) {
+      await shares.create(input(`v-${mode}`, `v-${mode}`, mode));
+      await writeFile(join(root, `v-${mode}`, 'f'), mode);
+      assert.equal(await shares.delete(`v-${mode}`), true);
+      assert.equal(await shares.getRecord(`v-${mode}`), undefined);
+      assert.equal(await shares.delete(`v-${mode}`), false, 'second delete finds nothing');
+    }
+    await shares.close();
+    assert.deepEqual(await volumeEntries(root), ['archived-v-archive', 'v-retain']);
+    assert.deepEqual(await readdir(join(root, '.sharedvolume', 'trash')), [], 'deleted data purged');
+  });
+
+  it('archives beside an earlier archive of the same name', async () => {
+    const shares = new DirectoryShares(async () => root);
+    for (let i = 0; i < 2; i++) {
+      await shares.create(input('arch', 'arch', 'archive'));
+      await shares.delete('arch');
+    }
+    const entries = await volumeEntries(root);
+    assert.equal(entries.length, 2);
+    assert.ok(entries.every((e) => e.startsWith('archived-arch')));
+  });
+
+  it('lists in a stable order across pages', async () => {
+    const shares = new DirectoryShares(async () => root);
+    for (let i = 0; i < 7; i++) await shares.create(input(`v${i}`));
+    const seen: string[] = [];
+    let after: string | undefined;
+    for (;;) {
+      const page = await shares.list(after, 3);
+      if (page.length === 0) break;
+      seen.push(...page.map((r) => r.path));
+      after = page[page.length - 1]!.path;
+    }
+    assert.deepEqual([...seen].sort(), ['v0', 'v1', 'v2', 'v3', 'v4', 'v5', 'v6']);
+    assert.equal(new Set(seen).size, 7);
+  });
+});

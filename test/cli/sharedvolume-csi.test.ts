@@ -1,0 +1,95 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { rpc } from '../../src/cli/csi-client.js';
+import { DRIVER_BIN, startDriver } from '../helpers/driver.js';
+import { mountCapability } from '../helpers/csi.js';
+
+const run = promisify(execFile);
+
+describe('sharedvolume-csi executable', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sv-cli-'));
+  });
+  afterEach(() => rm(dir, { recursive: true, force: true }));
+
+  it('serves every service from the smallest invocation and exits 0 on SIGTERM, removing its socket', async () => {
+    const driver = await startDriver({ args: ['--local-root', join(dir, 'root')] });
+    const caps = await rpc(driver.identity, 'GetPluginCapabilities', {});
+    assert.ok(caps.capabilities.some((c) => c.service?.type === 'CONTROLLER_SERVICE'));
+    const info = await rpc(driver.node, 'NodeGetInfo', {});
+    assert.equal(info.node_id, 'test-node');
+    const socket = driver.socket;
+    assert.equal(await driver.stop(), 0);
+    assert.equal(existsSync(socket), false);
+  });
+
+  it('finishes in-flight calls before exiting on SIGTERM', async () => {
+    const driver = await startDriver({ args: ['--local-root', join(dir, 'root')] });
+    const creates = Array.from({ length: 30 }, (_, i) =>
+      rpc(driver.controller, 'CreateVolume', { name: `v${i}`, volume_capabilities: [mountCapability()] }),
+    );
+    await new Promise((r) => setTimeout(r, 2));
+    driver.process.kill('SIGTERM');
+    const results = await Promise.allSettled(creates);
+    const ok = results.filter((r) => r.status === 'fulfilled').length;
+    const refused = results.filter(
+      (r) => r.status === 'rejected' && /UNAVAILABLE|14/.test(String((r.reason as Error).message)),
+    );
+    assert.equal(ok + refused.length, 30, 'every call either completed or was refused before starting');
+    assert.equal(await driver.stop(), 0);
+  });
+
+  it('replaces a stale socket file left by a crashed run', async () => {
+    const first = await startDriver({ args: ['--local-root', join(dir, 'root')], dir });
+    first.process.kill('SIGKILL');
+    await first.stop();
+    assert.equal(existsSync(first.socket), true, 'a crash leaves the socket file');
+    const second = await startDriver({ args: ['--local-root', join(dir, 'root')], dir });
+    assert.ok((await rpc(second.identity, 'Probe', {})).ready?.value);
+    await second.stop();
+  });
+
+  it('refuses a socket a live process is serving', async () => {
+    const socket = join(dir, 'busy.sock');
+    const server: Server = createServer();
+    await new Promise<void>((resolve) => server.listen(socket, resolve));
+    try {
+      await assert.rejects(
+        run(process.execPath, [
+          DRIVER_BIN,
+          '--endpoint',
+          `unix://${socket}`,
+          '--local-root',
+          join(dir, 'root'),
+        ]),
+        (err: { code: number; stderr: string }) =>
+          err.code === 1 && /in use by a running process/.test(err.stderr),
+      );
+    } finally {
+      server.close();
+    }
+  });
+
+  it('explains a missing backend configuration', async () => {
+    await assert.rejects(
+      run(process.execPath, [DRIVER_BIN, '--endpoint', `unix://${join(dir, 's.sock')}`]),
+      (err: { stderr: string }) => /--local-root DIR or --backends FILE/.test(err.stderr),
+    );
+  });
+
+  it('reads flags from SHAREDVOLUME_* environment variables', async () => {
+    const driver = await startDriver({
+      args: [],
+      env: { SHAREDVOLUME_LOCAL_ROOT: join(dir, 'root'), SHAREDVOLUME_DRIVER_NAME: 'x.example.com' },
+    });
+    assert.equal((await rpc(driver.identity, 'GetPluginInfo', {})).name, 'x.example.com');
+    await driver.stop();
+  });
+});
