@@ -1,5 +1,17 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { chmod, link, mkdir, readFile, readdir, rename, rm, rmdir, statfs, unlink, writeFile } from 'node:fs/promises';
+import {
+  chmod,
+  link,
+  mkdir,
+  readFile,
+  readdir,
+  rename,
+  rm,
+  rmdir,
+  statfs,
+  unlink,
+  writeFile,
+} from 'node:fs/promises';
 import { dirname, join, basename } from 'node:path';
 import { alreadyExists } from '../rpc/errors.js';
 import type { Capacity, CreateShareInput, VolumeRecord } from './backend.js';
@@ -159,7 +171,9 @@ export class DirectoryShares {
     } catch (err) {
       if (!isErrno(err, 'EEXIST')) throw err;
       if (resumed) return false;
-      throw alreadyExists(`directory "${basename(dir)}" already exists on the backend and is not a volume of this driver`);
+      throw alreadyExists(
+        `directory "${basename(dir)}" already exists on the backend and is not a volume of this driver`,
+      );
     }
   }
 
@@ -188,7 +202,9 @@ export class DirectoryShares {
       await this.archive(dir);
     }
     await this.unlinkNameIfOurs(root, record);
-    await unlink(this.recordFile(root, path)).catch((err) => (isErrno(err, 'ENOENT') ? undefined : Promise.reject(err)));
+    await unlink(this.recordFile(root, path)).catch((err) =>
+      isErrno(err, 'ENOENT') ? undefined : Promise.reject(err),
+    );
     if (trashed) this.purgeInBackground(trashed);
     return true;
   }
@@ -255,7 +271,11 @@ export class DirectoryShares {
     const fromHook = await this.hooks.capacity?.(root);
     if (fromHook) return fromHook;
     const stats = await statfs(root);
-    return { totalBytes: stats.blocks * stats.bsize, availableBytes: stats.bavail * stats.bsize, enforced: false };
+    return {
+      totalBytes: stats.blocks * stats.bsize,
+      availableBytes: stats.bavail * stats.bsize,
+      enforced: false,
+    };
   }
 
   async close(): Promise<void> {

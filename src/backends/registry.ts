@@ -10,7 +10,10 @@ import { createNfsBackend, nfsConfigSchema } from './nfs/index.js';
 
 const instanceName = z
   .string()
-  .refine(isValidInstanceName, 'must be 1-32 lowercase letters, digits or "-", starting and ending alphanumeric');
+  .refine(
+    isValidInstanceName,
+    'must be 1-32 lowercase letters, digits or "-", starting and ending alphanumeric',
+  );
 
 export const backendConfigSchema = z.discriminatedUnion('kind', [
   localConfigSchema.extend({ name: instanceName }),
@@ -33,7 +36,8 @@ export class BackendRegistry {
 
   constructor(backends: Backend[]) {
     for (const backend of backends) {
-      if (this.byName.has(backend.instance)) throw new Error(`backend instance "${backend.instance}" is defined twice`);
+      if (this.byName.has(backend.instance))
+        throw new Error(`backend instance "${backend.instance}" is defined twice`);
       this.byName.set(backend.instance, backend);
     }
   }
@@ -73,7 +77,10 @@ export function parseBackendsFile(text: string, source: string): BackendConfig[]
   return result.data.backends;
 }
 
-export async function loadBackendConfigs(file: string | undefined, localRoot: string | undefined): Promise<BackendConfig[]> {
+export async function loadBackendConfigs(
+  file: string | undefined,
+  localRoot: string | undefined,
+): Promise<BackendConfig[]> {
   const configs: BackendConfig[] = file ? parseBackendsFile(await readFile(file, 'utf8'), file) : [];
   if (localRoot && !configs.some((c) => c.name === 'local')) {
     configs.unshift({ kind: 'local', name: 'local', root: localRoot });

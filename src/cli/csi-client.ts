@@ -10,7 +10,11 @@ type RequestOf<F> = F extends (req: infer Req, cb: Callback<infer _Res>) => unkn
 type ResponseOf<F> = F extends (req: infer _Req, cb: Callback<infer Res>) => unknown ? Res : never;
 
 /** Promise form of a generated unary method, keeping its request and response types. */
-export function rpc<C extends Client, M extends keyof C & string>(client: C, method: M, req: RequestOf<C[M]>): Promise<ResponseOf<C[M]>> {
+export function rpc<C extends Client, M extends keyof C & string>(
+  client: C,
+  method: M,
+  req: RequestOf<C[M]>,
+): Promise<ResponseOf<C[M]>> {
   return new Promise((resolve, reject) => {
     const fn = client[method] as (req: unknown, cb: Callback<ResponseOf<C[M]>>) => unknown;
     fn.call(client, req, (err, res) => (err ? reject(err) : resolve(res!)));

@@ -17,23 +17,46 @@ function parseTopology(value: string): Record<string, string> {
 }
 
 const env = (flag: string) => `SHAREDVOLUME_${flag.toUpperCase().replace(/-/g, '_')}`;
-const option = (flags: string, description: string, name: string) => new Option(flags, description).env(env(name));
+const option = (flags: string, description: string, name: string) =>
+  new Option(flags, description).env(env(name));
 
 const program = new Command()
   .name('sharedvolume-csi')
   .description('CSI driver for shared file volumes')
   .version(VERSION)
-  .addOption(option('--endpoint <url>', 'unix:///path.sock or tcp://host:port', 'endpoint').makeOptionMandatory())
-  .addOption(option('--node-id <id>', 'this node\'s id (default: host name)', 'node-id'))
+  .addOption(
+    option('--endpoint <url>', 'unix:///path.sock or tcp://host:port', 'endpoint').makeOptionMandatory(),
+  )
+  .addOption(option('--node-id <id>', "this node's id (default: host name)", 'node-id'))
   .addOption(option('--driver-name <name>', 'CSI driver name', 'driver-name').default('csi.sharedvolume.io'))
-  .addOption(option('--mode <mode>', 'services to serve', 'mode').choices(['controller', 'node', 'all']).default('all'))
-  .addOption(option('--log-level <level>', 'error, warn, info or debug', 'log-level').choices(['error', 'warn', 'info', 'debug']).default('info'))
-  .addOption(option('--log-format <format>', 'json or text', 'log-format').choices(['json', 'text']).default('json'))
+  .addOption(
+    option('--mode <mode>', 'services to serve', 'mode')
+      .choices(['controller', 'node', 'all'])
+      .default('all'),
+  )
+  .addOption(
+    option('--log-level <level>', 'error, warn, info or debug', 'log-level')
+      .choices(['error', 'warn', 'info', 'debug'])
+      .default('info'),
+  )
+  .addOption(
+    option('--log-format <format>', 'json or text', 'log-format').choices(['json', 'text']).default('json'),
+  )
   .addOption(option('--metrics-address <host:port>', 'serve Prometheus metrics here', 'metrics-address'))
   .addOption(option('--backends <file>', 'YAML file naming backend instances and their settings', 'backends'))
   .addOption(option('--local-root <dir>', 'add a local backend instance "local" rooted here', 'local-root'))
-  .addOption(option('--state-dir <dir>', 'where the driver keeps its own mounts', 'state-dir').default('/run/sharedvolume-csi'))
-  .addOption(option('--topology <pairs>', 'topology segments reported by NodeGetInfo, key=value,...', 'topology').default(''));
+  .addOption(
+    option('--state-dir <dir>', 'where the driver keeps its own mounts', 'state-dir').default(
+      '/run/sharedvolume-csi',
+    ),
+  )
+  .addOption(
+    option(
+      '--topology <pairs>',
+      'topology segments reported by NodeGetInfo, key=value,...',
+      'topology',
+    ).default(''),
+  );
 
 async function main(): Promise<void> {
   program.parse();

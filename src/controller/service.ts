@@ -6,13 +6,27 @@ import { fingerprintParameters } from '../backends/params.js';
 import { capabilityProblem, int64, required, requireCapabilities } from '../rpc/validate.js';
 import type { Provisioner, Volume, VolumeCondition } from '../volumes/provisioner.js';
 
-const CAPABILITIES = ['CREATE_DELETE_VOLUME', 'LIST_VOLUMES', 'GET_CAPACITY', 'GET_VOLUME', 'VOLUME_CONDITION', 'SINGLE_NODE_MULTI_WRITER'] as const;
+const CAPABILITIES = [
+  'CREATE_DELETE_VOLUME',
+  'LIST_VOLUMES',
+  'GET_CAPACITY',
+  'GET_VOLUME',
+  'VOLUME_CONDITION',
+  'SINGLE_NODE_MULTI_WRITER',
+] as const;
 
 function toCsiVolume(volume: Volume): CsiVolume {
-  return { volume_id: volume.id, capacity_bytes: volume.record.capacityBytes, volume_context: volume.context };
+  return {
+    volume_id: volume.id,
+    capacity_bytes: volume.record.capacityBytes,
+    volume_context: volume.context,
+  };
 }
 
-const toCsiCondition = (condition: VolumeCondition) => ({ abnormal: condition.abnormal, message: condition.message });
+const toCsiCondition = (condition: VolumeCondition) => ({
+  abnormal: condition.abnormal,
+  message: condition.message,
+});
 
 /** Controller service: CSI messages in, Provisioner calls, CSI messages out. */
 export function controllerService(provisioner: Provisioner): ServiceSpecs<ControllerHandlers> {
@@ -22,8 +36,10 @@ export function controllerService(provisioner: Provisioner): ServiceSpecs<Contro
       handle: async (req) => {
         const name = required(req.name, 'name');
         requireCapabilities(req.volume_capabilities);
-        if (req.volume_content_source) throw invalidArgument('volume_content_source is not supported by this driver version');
-        if (Object.keys(req.mutable_parameters).length > 0) throw invalidArgument('mutable_parameters are not supported');
+        if (req.volume_content_source)
+          throw invalidArgument('volume_content_source is not supported by this driver version');
+        if (Object.keys(req.mutable_parameters).length > 0)
+          throw invalidArgument('mutable_parameters are not supported');
         const capacity = {
           requiredBytes: int64(req.capacity_range?.required_bytes, 'capacity_range.required_bytes'),
           limitBytes: int64(req.capacity_range?.limit_bytes, 'capacity_range.limit_bytes'),
@@ -49,11 +65,18 @@ export function controllerService(provisioner: Provisioner): ServiceSpecs<Contro
         const problem = req.volume_capabilities.map(capabilityProblem).find(Boolean);
         if (problem) return { message: problem };
         const parameters = fingerprintParameters(req.parameters);
-        if (Object.keys(parameters).length > 0 && JSON.stringify(parameters) !== JSON.stringify(volume.record.parameters)) {
+        if (
+          Object.keys(parameters).length > 0 &&
+          JSON.stringify(parameters) !== JSON.stringify(volume.record.parameters)
+        ) {
           return { message: `parameters differ from those volume ${volume.id} was created with` };
         }
         return {
-          confirmed: { volume_context: req.volume_context, volume_capabilities: req.volume_capabilities, parameters: req.parameters },
+          confirmed: {
+            volume_context: req.volume_context,
+            volume_capabilities: req.volume_capabilities,
+            parameters: req.parameters,
+          },
         };
       },
     },
@@ -81,7 +104,10 @@ export function controllerService(provisioner: Provisioner): ServiceSpecs<Contro
       volume: (req) => req.volume_id,
       handle: async (req) => {
         const { volume, condition } = await provisioner.get(required(req.volume_id, 'volume_id'));
-        return { volume: toCsiVolume(volume), status: { published_node_ids: [], volume_condition: toCsiCondition(condition) } };
+        return {
+          volume: toCsiVolume(volume),
+          status: { published_node_ids: [], volume_condition: toCsiCondition(condition) },
+        };
       },
     },
 

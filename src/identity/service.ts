@@ -20,7 +20,11 @@ function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
-export function identityService(backends: BackendRegistry, options: IdentityOptions, logger: Logger): ServiceSpecs<IdentityHandlers> {
+export function identityService(
+  backends: BackendRegistry,
+  options: IdentityOptions,
+  logger: Logger,
+): ServiceSpecs<IdentityHandlers> {
   const capabilities = [
     ...(options.controller ? [{ service: { type: 'CONTROLLER_SERVICE' as const } }] : []),
     ...(options.topology ? [{ service: { type: 'VOLUME_ACCESSIBILITY_CONSTRAINTS' as const } }] : []),
@@ -41,7 +45,9 @@ export function identityService(backends: BackendRegistry, options: IdentityOpti
         const results = await Promise.allSettled(
           backends.all().map((b) => withTimeout(b.probe(), options.probeTimeoutMs, `backend ${b.instance}`)),
         );
-        const failures = results.flatMap((r) => (r.status === 'rejected' ? [String((r.reason as Error).message ?? r.reason)] : []));
+        const failures = results.flatMap((r) =>
+          r.status === 'rejected' ? [String((r.reason as Error).message ?? r.reason)] : [],
+        );
         if (failures.length > 0) logger.warn('probe: backends not ready', { failures });
         return { ready: { value: failures.length === 0 } };
       },

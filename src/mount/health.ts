@@ -36,7 +36,9 @@ export async function checkPath(path: string, timeoutMs = 5000): Promise<PathHea
 
 export function parseStatfs(output: string): FsStats {
   const [blockSize, blocks, available, free, inodes, freeInodes] = output.trim().split(/\s+/).map(Number);
-  if ([blockSize, blocks, available, free, inodes, freeInodes].some((n) => n === undefined || Number.isNaN(n))) {
+  if (
+    [blockSize, blocks, available, free, inodes, freeInodes].some((n) => n === undefined || Number.isNaN(n))
+  ) {
     throw new Error(`unexpected statfs output: ${output}`);
   }
   return {

@@ -4,7 +4,14 @@ import { relative } from 'node:path';
 import { alreadyExists, failedPrecondition, internal, notFound } from '../rpc/errors.js';
 import { checkPath, type PathHealth } from './health.js';
 import { mountAt, isReadOnly, readMountTable, type MountEntry } from './mountinfo.js';
-import { ensureDir, mountWithFlags, removeMountPoint, unmountAll, vfsFlags, type MountSpec } from './mounter.js';
+import {
+  ensureDir,
+  mountWithFlags,
+  removeMountPoint,
+  unmountAll,
+  vfsFlags,
+  type MountSpec,
+} from './mounter.js';
 
 export interface StageRequest {
   spec: MountSpec;
@@ -24,7 +31,8 @@ export interface PublishRequest {
 function origin(table: MountEntry[], path: string): { device: string; root: string } | undefined {
   let best: MountEntry | undefined;
   for (const entry of table) {
-    const inside = path === entry.mountPoint || path.startsWith(entry.mountPoint === '/' ? '/' : `${entry.mountPoint}/`);
+    const inside =
+      path === entry.mountPoint || path.startsWith(entry.mountPoint === '/' ? '/' : `${entry.mountPoint}/`);
     if (inside && (!best || entry.mountPoint.length >= best.mountPoint.length)) best = entry;
   }
   if (!best) return undefined;
@@ -34,7 +42,10 @@ function origin(table: MountEntry[], path: string): { device: string; root: stri
 
 function mountedFrom(table: MountEntry[], entry: MountEntry, spec: MountSpec): boolean {
   if (spec.fsType !== 'bind') return entry.source === spec.source;
-  const want = origin(table.filter((e) => e !== entry), spec.source);
+  const want = origin(
+    table.filter((e) => e !== entry),
+    spec.source,
+  );
   return want !== undefined && want.device === entry.device && want.root === entry.root;
 }
 
@@ -50,7 +61,9 @@ export class VolumeMounts {
       const state = await checkPath(req.stagingPath);
       if (state.state === 'ok') {
         if (!mountedFrom(table, entry, req.spec)) {
-          throw alreadyExists(`${req.stagingPath} is already staged from ${entry.source}, not ${req.spec.source}`);
+          throw alreadyExists(
+            `${req.stagingPath} is already staged from ${entry.source}, not ${req.spec.source}`,
+          );
         }
         await applyGroup(req.stagingPath, req.group);
         return;
@@ -59,11 +72,15 @@ export class VolumeMounts {
     }
     if (req.spec.fsType === 'bind') await requireDirectory(req.spec.source);
     await ensureDir(req.stagingPath);
-    const spec = req.spec.fsType === 'bind' ? req.spec : { ...req.spec, options: [...req.spec.options, ...req.mountFlags] };
+    const spec =
+      req.spec.fsType === 'bind'
+        ? req.spec
+        : { ...req.spec, options: [...req.spec.options, ...req.mountFlags] };
     await mountWithFlags(spec, req.stagingPath, req.spec.fsType === 'bind' ? vfsFlags(req.mountFlags) : []);
     try {
       const state = await checkPath(req.stagingPath);
-      if (state.state !== 'ok') throw internal(`mounted ${req.spec.source} but it does not answer: ${state.message}`);
+      if (state.state !== 'ok')
+        throw internal(`mounted ${req.spec.source} but it does not answer: ${state.message}`);
       await applyGroup(req.stagingPath, req.group);
     } catch (err) {
       await unmountAll(req.stagingPath);
@@ -85,14 +102,20 @@ export class VolumeMounts {
         const staged = mountAt(table, req.stage.stagingPath)!;
         const same = entry.device === staged.device && entry.root === staged.root;
         if (same && isReadOnly(entry) === req.readonly) return;
-        throw alreadyExists(`${req.targetPath} is already published ${same ? `with readonly=${isReadOnly(entry)}` : 'from another volume'}`);
+        throw alreadyExists(
+          `${req.targetPath} is already published ${same ? `with readonly=${isReadOnly(entry)}` : 'from another volume'}`,
+        );
       }
       await unmountAll(req.targetPath);
     }
     await ensureDir(req.targetPath);
     const flags = vfsFlags(req.stage.mountFlags).filter((f) => f !== 'ro' && f !== 'rw');
     try {
-      await mountWithFlags({ source: req.stage.stagingPath, fsType: 'bind', options: [] }, req.targetPath, req.readonly ? ['ro', ...flags] : flags);
+      await mountWithFlags(
+        { source: req.stage.stagingPath, fsType: 'bind', options: [] },
+        req.targetPath,
+        req.readonly ? ['ro', ...flags] : flags,
+      );
     } catch (err) {
       await removeMountPoint(req.targetPath).catch(() => undefined);
       throw err;
@@ -102,7 +125,8 @@ export class VolumeMounts {
   /** Publishing needs a healthy staging mount; a stale one is remounted here rather than failing the pod. */
   private async ensureStaged(stage: StageRequest): Promise<void> {
     const entry = mountAt(await readMountTable(), stage.stagingPath);
-    if (!entry) throw failedPrecondition(`volume is not staged at ${stage.stagingPath}; call NodeStageVolume first`);
+    if (!entry)
+      throw failedPrecondition(`volume is not staged at ${stage.stagingPath}; call NodeStageVolume first`);
     if ((await checkPath(stage.stagingPath)).state !== 'ok') await this.stage(stage);
   }
 

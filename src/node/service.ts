@@ -7,7 +7,13 @@ import { required, requireCapability } from '../rpc/validate.js';
 import { parseVolumeId } from '../volumes/volume-id.js';
 import type { StageRequest, VolumeMounts } from '../mount/volume-mounts.js';
 
-const CAPABILITIES = ['STAGE_UNSTAGE_VOLUME', 'GET_VOLUME_STATS', 'VOLUME_CONDITION', 'SINGLE_NODE_MULTI_WRITER', 'VOLUME_MOUNT_GROUP'] as const;
+const CAPABILITIES = [
+  'STAGE_UNSTAGE_VOLUME',
+  'GET_VOLUME_STATS',
+  'VOLUME_CONDITION',
+  'SINGLE_NODE_MULTI_WRITER',
+  'VOLUME_MOUNT_GROUP',
+] as const;
 
 export interface NodeIdentity {
   nodeId: string;
@@ -21,7 +27,11 @@ function parseGroup(value: string | undefined): number | undefined {
 }
 
 /** Node service: CSI messages in, VolumeMounts calls, CSI messages out. */
-export function nodeService(backends: BackendRegistry, mounts: VolumeMounts, identity: NodeIdentity): ServiceSpecs<NodeHandlers> {
+export function nodeService(
+  backends: BackendRegistry,
+  mounts: VolumeMounts,
+  identity: NodeIdentity,
+): ServiceSpecs<NodeHandlers> {
   function stageRequest(
     volumeId: string,
     stagingPath: string,
@@ -32,7 +42,10 @@ export function nodeService(backends: BackendRegistry, mounts: VolumeMounts, ide
     const ref = parseVolumeId(volumeId);
     if (!ref) throw notFound(`volume "${volumeId}" does not exist`);
     const backend = backends.get(ref.instance);
-    if (!backend) throw failedPrecondition(`backend instance "${ref.instance}" is not configured on node ${identity.nodeId}`);
+    if (!backend)
+      throw failedPrecondition(
+        `backend instance "${ref.instance}" is not configured on node ${identity.nodeId}`,
+      );
     return {
       spec: backend.nodeMount(ref.path, context),
       stagingPath,
@@ -88,7 +101,8 @@ export function nodeService(backends: BackendRegistry, mounts: VolumeMounts, ide
         required(req.volume_id, 'volume_id');
         const path = required(req.volume_path, 'volume_path');
         const { health, mounted } = await mounts.stats(path);
-        if (health.state !== 'ok') return { usage: [], volume_condition: { abnormal: true, message: health.message } };
+        if (health.state !== 'ok')
+          return { usage: [], volume_condition: { abnormal: true, message: health.message } };
         const s = health.stats;
         return {
           usage: [
@@ -107,7 +121,9 @@ export function nodeService(backends: BackendRegistry, mounts: VolumeMounts, ide
       handle: async () => ({
         node_id: identity.nodeId,
         max_volumes_per_node: 0,
-        ...(Object.keys(identity.topology).length > 0 ? { accessible_topology: { segments: identity.topology } } : {}),
+        ...(Object.keys(identity.topology).length > 0
+          ? { accessible_topology: { segments: identity.topology } }
+          : {}),
       }),
     },
 

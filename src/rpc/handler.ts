@@ -1,4 +1,10 @@
-import { status, type handleUnaryCall, type sendUnaryData, type ServerUnaryCall, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import {
+  status,
+  type handleUnaryCall,
+  type sendUnaryData,
+  type ServerUnaryCall,
+  type UntypedServiceImplementation,
+} from '@grpc/grpc-js';
 import type { Logger } from 'winston';
 import type { DriverMetrics } from '../metrics/registry.js';
 import { scrub } from '../logging/logger.js';
@@ -36,7 +42,11 @@ function secretValues(request: unknown): string[] {
  * Wraps one RPC with the cross-cutting concerns, in one place: per-volume lock (ABORTED when held),
  * error-to-status mapping, secret scrubbing, one log line and metrics. Requests are never logged whole.
  */
-export function wrapRpc<Req, Res>(method: string, spec: RpcSpec<Req, Res>, rt: RpcRuntime): handleUnaryCall<Req, Res> {
+export function wrapRpc<Req, Res>(
+  method: string,
+  spec: RpcSpec<Req, Res>,
+  rt: RpcRuntime,
+): handleUnaryCall<Req, Res> {
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
     const started = process.hrtime.bigint();
     const request = call.request;
@@ -67,7 +77,13 @@ export function wrapRpc<Req, Res>(method: string, spec: RpcSpec<Req, Res>, rt: R
     function finish(code: status, error?: string) {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       rt.metrics.observe(method, codeName(code), seconds);
-      const level = error ? (code === status.INTERNAL || code === status.UNKNOWN ? 'error' : 'warn') : spec.quiet ? 'debug' : 'info';
+      const level = error
+        ? code === status.INTERNAL || code === status.UNKNOWN
+          ? 'error'
+          : 'warn'
+        : spec.quiet
+          ? 'debug'
+          : 'info';
       if (!rt.logger.isLevelEnabled(level)) return;
       rt.logger.log(level, 'rpc', {
         method,

@@ -6,7 +6,13 @@ import type { ProtoGrpcType } from '../generated/csi.js';
 /** proto/ sits at the package root; this file runs from dist/src/rpc. */
 export const CSI_PROTO = fileURLToPath(new URL('../../../proto/csi.proto', import.meta.url));
 
-export const LOADER_OPTIONS = { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true } as const;
+export const LOADER_OPTIONS = {
+  keepCase: true,
+  longs: String,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+} as const;
 
 let cached: ProtoGrpcType | undefined;
 

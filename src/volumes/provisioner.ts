@@ -2,7 +2,14 @@ import type { Backend, VolumeRecord } from '../backends/backend.js';
 import type { BackendRegistry } from '../backends/registry.js';
 import { fingerprintParameters } from '../backends/params.js';
 import { MOUNT_OPTIONS_CONTEXT } from '../backends/nfs/index.js';
-import { aborted, alreadyExists, failedPrecondition, invalidArgument, notFound, outOfRange } from '../rpc/errors.js';
+import {
+  aborted,
+  alreadyExists,
+  failedPrecondition,
+  invalidArgument,
+  notFound,
+  outOfRange,
+} from '../rpc/errors.js';
 import { renderSubDir } from './template.js';
 import { formatVolumeId, parseVolumeId, type VolumeRef } from './volume-id.js';
 
@@ -49,14 +56,23 @@ export class Provisioner {
   constructor(private readonly backends: BackendRegistry) {}
 
   private toVolume(backend: Backend, record: VolumeRecord): Volume {
-    return { id: formatVolumeId({ instance: backend.instance, path: record.path }), record, context: volumeContext(record) };
+    return {
+      id: formatVolumeId({ instance: backend.instance, path: record.path }),
+      record,
+      context: volumeContext(record),
+    };
   }
 
   backendFor(parameters: Record<string, string>): Backend {
     const backend = this.backends.select(parameters.backend);
     if (!backend) {
-      const known = this.backends.all().map((b) => b.instance).join(', ');
-      throw invalidArgument(`parameter "backend": no backend instance "${parameters.backend}" (configured: ${known})`);
+      const known = this.backends
+        .all()
+        .map((b) => b.instance)
+        .join(', ');
+      throw invalidArgument(
+        `parameter "backend": no backend instance "${parameters.backend}" (configured: ${known})`,
+      );
     }
     return backend;
   }
@@ -73,18 +89,26 @@ export class Provisioner {
     formatVolumeId({ instance: backend.instance, path });
     const { totalBytes, enforced } = await backend.capacity();
     if (capacityBytes > totalBytes && !enforced) {
-      throw outOfRange(`requested ${capacityBytes} bytes, but backend ${backend.instance} has ${totalBytes} bytes in all`);
+      throw outOfRange(
+        `requested ${capacityBytes} bytes, but backend ${backend.instance} has ${totalBytes} bytes in all`,
+      );
     }
     const record = await backend.createShare({ name, path, capacityBytes, parameters: fingerprint, share });
     return this.toVolume(backend, this.checkCompatible(record, capacity, fingerprint));
   }
 
-  private checkCompatible(record: VolumeRecord, capacity: CapacityRequest, fingerprint: Record<string, string>) {
+  private checkCompatible(
+    record: VolumeRecord,
+    capacity: CapacityRequest,
+    fingerprint: Record<string, string>,
+  ) {
     if (!sameParameters(record.parameters, fingerprint)) {
       throw alreadyExists(`volume "${record.name}" already exists with different parameters`);
     }
     if (!satisfies(record.capacityBytes, capacity)) {
-      throw alreadyExists(`volume "${record.name}" already exists with capacity ${record.capacityBytes} bytes, outside the requested range`);
+      throw alreadyExists(
+        `volume "${record.name}" already exists with capacity ${record.capacityBytes} bytes, outside the requested range`,
+      );
     }
     return record;
   }
@@ -94,7 +118,10 @@ export class Provisioner {
     const ref = parseVolumeId(id);
     if (!ref) return undefined;
     const backend = this.backends.get(ref.instance);
-    if (!backend) throw failedPrecondition(`volume_id "${id}": backend instance "${ref.instance}" is not configured on this driver`);
+    if (!backend)
+      throw failedPrecondition(
+        `volume_id "${id}": backend instance "${ref.instance}" is not configured on this driver`,
+      );
     return { ref, backend };
   }
 
@@ -107,13 +134,19 @@ export class Provisioner {
     const found = this.resolve(id);
     const record = found && (await found.backend.getRecord(found.ref.path));
     if (!found || !record) throw notFound(`volume "${id}" does not exist`);
-    return { volume: this.toVolume(found.backend, record), condition: await this.condition(found.backend, record) };
+    return {
+      volume: this.toVolume(found.backend, record),
+      condition: await this.condition(found.backend, record),
+    };
   }
 
   async condition(backend: Backend, record: VolumeRecord): Promise<VolumeCondition> {
     return (await backend.shareExists(record.path))
       ? { abnormal: false, message: 'volume directory present' }
-      : { abnormal: true, message: `volume directory "${record.path}" is missing on backend ${backend.instance}` };
+      : {
+          abnormal: true,
+          message: `volume directory "${record.path}" is missing on backend ${backend.instance}`,
+        };
   }
 
   /** Pages across instances in configuration order; the token names the last volume returned. */

@@ -12,13 +12,21 @@ export const glusterConfigSchema = z.strictObject({
   kind: z.literal('glusterfs'),
   name: z.string(),
   server: z.string().min(1).meta({ description: 'A GlusterFS server to fetch the volume file from.' }),
-  volume: z.string().regex(/^[A-Za-z0-9_.-]+$/).meta({ description: 'GlusterFS volume; PVCs are its subdirectories.' }),
+  volume: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]+$/)
+    .meta({ description: 'GlusterFS volume; PVCs are its subdirectories.' }),
   mountOptions: z.array(z.string()).default([]).meta({ description: 'FUSE client options for every mount.' }),
-  quota: z.boolean().default(true).meta({ description: 'Set a hard directory quota equal to the requested capacity.' }),
+  quota: z
+    .boolean()
+    .default(true)
+    .meta({ description: 'Set a hard directory quota equal to the requested capacity.' }),
   cliRemoteHost: z
     .string()
     .optional()
-    .meta({ description: 'Run the gluster CLI against this glusterd (--remote-host) instead of a local one.' }),
+    .meta({
+      description: 'Run the gluster CLI against this glusterd (--remote-host) instead of a local one.',
+    }),
   controller: controllerAccessSchema,
 });
 export type GlusterConfig = z.infer<typeof glusterConfigSchema>;
@@ -39,7 +47,11 @@ export class GlusterCli {
 
   async run(args: string[]): Promise<string> {
     const remote = this.config.cliRemoteHost ? [`--remote-host=${this.config.cliRemoteHost}`] : [];
-    const result = await execa('gluster', ['--mode=script', ...remote, ...args], { reject: false, stdin: 'ignore', timeout: 60_000 });
+    const result = await execa('gluster', ['--mode=script', ...remote, ...args], {
+      reject: false,
+      stdin: 'ignore',
+      timeout: 60_000,
+    });
     if (result.exitCode !== 0) {
       throw new Error(`gluster ${args.join(' ')} failed: ${(result.stderr || result.stdout).trim()}`);
     }

@@ -10,8 +10,14 @@ export const nfsConfigSchema = z.strictObject({
   kind: z.literal('nfs'),
   name: z.string(),
   server: z.string().min(1).meta({ description: 'NFS server host name or address.' }),
-  share: z.string().startsWith('/').meta({ description: 'Exported path on the server; volumes are its subdirectories.' }),
-  mountOptions: z.array(z.string()).default([]).meta({ description: 'Options for every mount of this share.' }),
+  share: z
+    .string()
+    .startsWith('/')
+    .meta({ description: 'Exported path on the server; volumes are its subdirectories.' }),
+  mountOptions: z
+    .array(z.string())
+    .default([])
+    .meta({ description: 'Options for every mount of this share.' }),
   controller: controllerAccessSchema,
 });
 export type NfsConfig = z.infer<typeof nfsConfigSchema>;

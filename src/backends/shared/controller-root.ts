@@ -13,7 +13,10 @@ export const controllerAccessSchema = z
     z.strictObject({ access: z.literal('mount') }),
     z.strictObject({
       access: z.literal('path'),
-      path: z.string().startsWith('/').meta({ description: 'Where the share is already mounted in the controller container.' }),
+      path: z
+        .string()
+        .startsWith('/')
+        .meta({ description: 'Where the share is already mounted in the controller container.' }),
     }),
   ])
   .default({ access: 'mount' });
@@ -36,7 +39,9 @@ export class ControllerRoot {
   readonly provider: RootProvider = async (options) => {
     if (this.access.access === 'path') {
       await access(this.access.path).catch(() => {
-        throw unavailable(`backend ${this.instance}: controller path ${this.access.access === 'path' ? this.access.path : ''} is not reachable`);
+        throw unavailable(
+          `backend ${this.instance}: controller path ${this.access.access === 'path' ? this.access.path : ''} is not reachable`,
+        );
       });
       return this.access.path;
     }
