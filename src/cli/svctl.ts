@@ -93,6 +93,13 @@ async function unlessUnimplemented<T>(call: Promise<T>): Promise<T | null> {
 
 // ---- commands ----
 
+const DEFAULT_SIZE = '1Gi';
+
+/** --size, else 1Gi; with only --limit, no required size, so that a small limit alone is not refused. */
+function requiredBytes(opts: { size?: number; limit?: number }): number {
+  return opts.size ?? (opts.limit === undefined ? parseSize(DEFAULT_SIZE) : 0);
+}
+
 async function createVolume(
   csi: CsiClients,
   name: string,
@@ -100,7 +107,7 @@ async function createVolume(
 ): Promise<Output> {
   const res = await rpc(csi.controller, 'CreateVolume', {
     name,
-    capacity_range: { required_bytes: opts.size ?? 0, limit_bytes: opts.limit ?? 0 },
+    capacity_range: { required_bytes: requiredBytes(opts), limit_bytes: opts.limit ?? 0 },
     volume_capabilities: [mountCapability()],
     parameters: opts.parameter ?? {},
   });
@@ -290,10 +297,10 @@ function buildProgram(): Command {
   program
     .command('create <name>')
     .description('create a volume (CreateVolume, MULTI_NODE_MULTI_WRITER)')
-    .addOption(
-      new Option('--size <size>', 'required capacity: bytes, or with a suffix Ki/Mi/Gi/Ti or K/M/G/T')
-        .argParser(size)
-        .default(parseSize('1Gi'), '1Gi'),
+    .option(
+      '--size <size>',
+      `required capacity: bytes, or with a suffix Ki/Mi/Gi/Ti or K/M/G/T (default: ${DEFAULT_SIZE} unless --limit is given)`,
+      size,
     )
     .option('--limit <size>', 'largest acceptable capacity (limit_bytes)', size)
     .option('-p, --parameter <key=value>', 'StorageClass parameter (repeatable)', collectParameter)

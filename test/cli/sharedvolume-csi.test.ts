@@ -21,10 +21,15 @@ describe('sharedvolume-csi executable', () => {
 
   it('serves every service from the smallest invocation and exits 0 on SIGTERM, removing its socket', async () => {
     const driver = await startDriver({ args: ['--local-root', join(dir, 'root')] });
-    const caps = await rpc(driver.identity, 'GetPluginCapabilities', {});
-    assert.ok(caps.capabilities.some((c) => c.service?.type === 'CONTROLLER_SERVICE'));
-    const info = await rpc(driver.node, 'NodeGetInfo', {});
-    assert.equal(info.node_id, 'test-node');
+    try {
+      const caps = await rpc(driver.identity, 'GetPluginCapabilities', {});
+      assert.ok(caps.capabilities.some((c) => c.service?.type === 'CONTROLLER_SERVICE'));
+      const info = await rpc(driver.node, 'NodeGetInfo', {});
+      assert.equal(info.node_id, 'test-node');
+    } catch (err) {
+      await driver.stop();
+      throw err;
+    }
     const socket = driver.socket;
     assert.equal(await driver.stop(), 0);
     assert.equal(existsSync(socket), false);
@@ -52,8 +57,11 @@ describe('sharedvolume-csi executable', () => {
     await first.stop();
     assert.equal(existsSync(first.socket), true, 'a crash leaves the socket file');
     const second = await startDriver({ args: ['--local-root', join(dir, 'root')], dir });
-    assert.ok((await rpc(second.identity, 'Probe', {})).ready?.value);
-    await second.stop();
+    try {
+      assert.ok((await rpc(second.identity, 'Probe', {})).ready?.value);
+    } finally {
+      await second.stop();
+    }
   });
 
   it('refuses a socket a live process is serving', async () => {

@@ -1,0 +1,93 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connectCsi, rpc } from '../src/cli/csi-client.js';
+import type { VolumeCapability } from '../src/generated/csi/v1/VolumeCapability.js';
+import { DriverProcess, percentile, runConcurrent } from './driver-process.js';
+
+const VOLUMES = Number(process.env.BENCH_VOLUMES ?? 500);
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const CAPABILITY: VolumeCapability = { mount: {}, access_mode: { mode: 'MULTI_NODE_MULTI_WRITER' } };
+
+type Phase = { name: string; rate: number; p50: number; p99: number; cpuMsPerCall: number };
+
+async function measure(
+  driver: DriverProcess,
+  name: string,
+  count: number,
+  task: (i: number) => Promise<unknown>,
+): Promise<Phase> {
+  const cpuBefore = await driver.cpuSeconds();
+  const started = process.hrtime.bigint();
+  const latencies = await runConcurrent(count, CONCURRENCY, task);
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  const cpu = (await driver.cpuSeconds()) - cpuBefore;
+  return {
+    name,
+    rate: count / seconds,
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+    cpuMsPerCall: (cpu * 1000) / count,
+  };
+}
+
+function print(phase: Phase): void {
+  console.log(
+    `${phase.name.padEnd(28)} ${phase.rate.toFixed(0).padStart(6)} calls/s   p50 ${phase.p50.toFixed(2).padStart(6)} ms   p99 ${phase.p99.toFixed(2).padStart(6)} ms   driver CPU ${phase.cpuMsPerCall.toFixed(3)} ms/call`,
+  );
+}
+
+async function main(): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'sv-bench-'));
+  const driver = new DriverProcess(join(dir, 'csi.sock'), [
+    '--node-id',
+    'bench',
+    '--local-root',
+    join(dir, 'root'),
+    '--state-dir',
+    join(dir, 'state'),
+    ...(process.env.BENCH_DRIVER_ARGS ?? '').split(' ').filter(Boolean),
+  ]);
+  try {
+    await driver.ready();
+    const csi = connectCsi(`unix://${join(dir, 'csi.sock')}`);
+    console.log(
+      `sharedvolume-csi benchmark: ${VOLUMES} creates then ${VOLUMES} deletes, ${CONCURRENCY} concurrent, local backend, ${ROUNDS} rounds`,
+    );
+    await runConcurrent(200, CONCURRENCY, () => rpc(csi.identity, 'GetPluginInfo', {}));
+    print(
+      await measure(driver, 'GetPluginInfo (client ceiling)', 2000, () =>
+        rpc(csi.identity, 'GetPluginInfo', {}),
+      ),
+    );
+    const rssStart = await driver.rssMiB();
+    console.log(`RSS before: ${rssStart.toFixed(1)} MiB`);
+    for (let round = 1; round <= ROUNDS; round++) {
+      const ids: string[] = [];
+      print(
+        await measure(driver, `round ${round} CreateVolume`, VOLUMES, async (i) => {
+          const res = await rpc(csi.controller, 'CreateVolume', {
+            name: `bench-${round}-${i}`,
+            volume_capabilities: [CAPABILITY],
+          });
+          ids[i] = res.volume!.volume_id!;
+        }),
+      );
+      print(
+        await measure(driver, `round ${round} DeleteVolume`, VOLUMES, (i) =>
+          rpc(csi.controller, 'DeleteVolume', { volume_id: ids[i]! }),
+        ),
+      );
+      console.log(
+        `RSS after round ${round} (${round * VOLUMES} create/delete cycles): ${(await driver.rssMiB()).toFixed(1)} MiB`,
+      );
+    }
+    csi.close();
+  } finally {
+    await driver.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
