@@ -1,5 +1,4 @@
 #!/usr/bin/env node
-import './heap-flags.js';
 import { Command, Option } from 'commander';
 import { hostname } from 'node:os';
 import { loadBackendConfigs } from '../backends/registry.js';
