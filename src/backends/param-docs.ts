@@ -46,3 +46,14 @@ export function parameterDocs(): string {
     '\n',
   );
 }
+
+export const BEGIN_MARKER = '<!-- BEGIN GENERATED PARAMETERS: npm run docs:params -->';
+export const END_MARKER = '<!-- END GENERATED PARAMETERS -->';
+
+/** Replaces the generated section between the markers of a markdown document. */
+export function replaceGenerated(text: string, generated: string): string {
+  const start = text.indexOf(BEGIN_MARKER);
+  const end = text.indexOf(END_MARKER);
+  if (start < 0 || end < start) throw new Error('generated-parameter markers not found');
+  return `${text.slice(0, start + BEGIN_MARKER.length)}\n\n${generated}\n${text.slice(end)}`;
+}
