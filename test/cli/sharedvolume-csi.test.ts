@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { rpc } from '../../src/cli/csi-client.js';
+import { connectCsi, rpc } from '../../src/cli/csi-client.js';
+import { freePort } from '../helpers/ports.js';
 import { DRIVER_BIN, startDriver } from '../helpers/driver.js';
 import { mountCapability } from '../helpers/csi.js';
 
@@ -82,6 +83,32 @@ describe('sharedvolume-csi executable', () => {
       );
     } finally {
       server.close();
+    }
+  });
+
+  it('serves on tcp://host:port as well', async () => {
+    const port = await freePort();
+    const child = spawn(
+      process.execPath,
+      [DRIVER_BIN, '--endpoint', `tcp://127.0.0.1:${port}`, '--local-root', join(dir, 'root')],
+      {
+        stdio: 'ignore',
+      },
+    );
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    const csi = connectCsi(`tcp://127.0.0.1:${port}`);
+    try {
+      let info;
+      for (let i = 0; i < 100 && !info; i++) {
+        info = await rpc(csi.identity, 'GetPluginInfo', {}).catch(
+          () => new Promise((r) => setTimeout(r, 50)),
+        );
+      }
+      assert.equal((info as { name: string }).name, 'csi.sharedvolume.io');
+    } finally {
+      csi.close();
+      child.kill('SIGTERM');
+      await exited;
     }
   });
 

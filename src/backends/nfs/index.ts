@@ -27,10 +27,16 @@ export const nfsParamsSchema = z.strictObject({ ...commonParamsShape, ...mountOp
 /** The context key that carries class-level mount options from CreateVolume to the node. */
 export const MOUNT_OPTIONS_CONTEXT = 'mountOptions';
 
+/** mount.nfs reads an IPv6 server address only in brackets. */
+function serverPart(server: string): string {
+  return server.includes(':') && !server.startsWith('[') ? `[${server}]` : server;
+}
+
 export function nfsMountSpec(config: NfsConfig, path: string, extraOptions: string[]): MountSpec {
   const share = config.share.replace(/\/+$/, '');
+  const remote = path ? `${share}/${path}` : share || '/';
   return {
-    source: `${config.server}:${share}${path ? `/${path}` : ''}`,
+    source: `${serverPart(config.server)}:${remote}`,
     fsType: 'nfs',
     options: [...new Set([...config.mountOptions, ...extraOptions])],
   };
