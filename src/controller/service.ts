@@ -86,7 +86,11 @@ export function controllerService(provisioner: Provisioner): ServiceSpecs<Contro
       handle: async (req) => {
         if (req.max_entries < 0) throw invalidArgument('max_entries must not be negative');
         const { volumes, nextToken } = await provisioner.list(req.starting_token, req.max_entries);
-        return { entries: volumes.map((volume) => ({ volume: toCsiVolume(volume) })), next_token: nextToken };
+        const entries = volumes.map(({ volume, condition }) => ({
+          volume: toCsiVolume(volume),
+          status: { published_node_ids: [], volume_condition: toCsiCondition(condition) },
+        }));
+        return { entries, next_token: nextToken };
       },
     },
 

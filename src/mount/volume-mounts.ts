@@ -6,6 +6,7 @@ import { checkPath, type PathHealth } from './health.js';
 import { mountAt, isReadOnly, readMountTable, type MountEntry } from './mountinfo.js';
 import {
   ensureDir,
+  isMountPoint,
   mountWithFlags,
   removeMountPoint,
   unmountAll,
@@ -76,11 +77,20 @@ export class VolumeMounts {
       req.spec.fsType === 'bind'
         ? req.spec
         : { ...req.spec, options: [...req.spec.options, ...req.mountFlags] };
-    await mountWithFlags(spec, req.stagingPath, req.spec.fsType === 'bind' ? vfsFlags(req.mountFlags) : []);
+    const remountFlags = req.spec.fsType === 'bind' ? vfsFlags(req.mountFlags) : [];
+    await mountWithFlags(spec, req.stagingPath, remountFlags).catch((err: unknown) => {
+      throw missingSourceAsNotFound(err, req.spec);
+    });
     try {
       const state = await checkPath(req.stagingPath);
       if (state.state !== 'ok')
         throw internal(`mounted ${req.spec.source} but it does not answer: ${state.message}`);
+      // mount.glusterfs can report success before the server refuses the client, which then unmounts itself.
+      if (!(await isMountPoint(req.stagingPath))) {
+        throw internal(
+          `mount of ${req.spec.source} reported success, but nothing is mounted at ${req.stagingPath}: the server refused the client (does the volume directory exist?)`,
+        );
+      }
       await applyGroup(req.stagingPath, req.group);
     } catch (err) {
       await unmountAll(req.stagingPath);
@@ -140,6 +150,14 @@ export class VolumeMounts {
     if (state.state === 'missing') throw notFound(`volume path ${path} does not exist`);
     return { health: state, mounted: mountAt(await readMountTable(), path) !== undefined };
   }
+}
+
+/** A mount helper that finds no such directory on the server (mount.nfs does) means the volume does not exist. */
+function missingSourceAsNotFound(err: unknown, spec: MountSpec): unknown {
+  const message = err instanceof Error ? err.message : String(err);
+  return /No such file or directory/.test(message)
+    ? notFound(`volume ${spec.source} does not exist: ${message}`)
+    : err;
 }
 
 async function requireDirectory(path: string): Promise<void> {

@@ -79,7 +79,9 @@ export function nodeService(
       handle: async (req) => {
         const id = required(req.volume_id, 'volume_id');
         const target = required(req.target_path, 'target_path');
-        const staging = required(req.staging_target_path, 'staging_target_path');
+        // The spec's code for a stage-capable plugin called without a staging path.
+        const staging = req.staging_target_path;
+        if (!staging) throw failedPrecondition('staging_target_path is required: call NodeStageVolume first');
         const stage = stageRequest(id, staging, req.volume_capability, req.volume_context);
         await mounts.publish({ stage, targetPath: target, readonly: req.readonly });
         return {};

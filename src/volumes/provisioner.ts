@@ -29,6 +29,11 @@ export interface VolumeCondition {
   message: string;
 }
 
+export interface ListedVolume {
+  volume: Volume;
+  condition: VolumeCondition;
+}
+
 /** Resolves the capacity to provision: the request if any, else the limit, else 0 (unspecified). */
 export function resolveCapacity({ requiredBytes, limitBytes }: CapacityRequest): number {
   if (limitBytes > 0 && requiredBytes > limitBytes) {
@@ -150,7 +155,7 @@ export class Provisioner {
   }
 
   /** Pages across instances in configuration order; the token names the last volume returned. */
-  async list(token: string, maxEntries: number): Promise<{ volumes: Volume[]; nextToken: string }> {
+  async list(token: string, maxEntries: number): Promise<{ volumes: ListedVolume[]; nextToken: string }> {
     const backends = this.backends.all();
     let start = 0;
     let after: string | undefined;
@@ -161,15 +166,21 @@ export class Provisioner {
       after = ref.path;
     }
     const limit = maxEntries > 0 ? maxEntries : Number.MAX_SAFE_INTEGER;
-    const volumes: Volume[] = [];
-    for (let i = start; i < backends.length && volumes.length < limit + 1; i++) {
+    const found: { backend: Backend; record: VolumeRecord }[] = [];
+    for (let i = start; i < backends.length && found.length < limit + 1; i++) {
       const backend = backends[i]!;
-      const records = await backend.listRecords(i === start ? after : undefined, limit + 1 - volumes.length);
-      volumes.push(...records.map((record) => this.toVolume(backend, record)));
+      const records = await backend.listRecords(i === start ? after : undefined, limit + 1 - found.length);
+      found.push(...records.map((record) => ({ backend, record })));
     }
-    if (volumes.length <= limit) return { volumes, nextToken: '' };
-    const page = volumes.slice(0, limit);
-    return { volumes: page, nextToken: this.encodeToken(page[page.length - 1]!.id) };
+    // VOLUME_CONDITION is advertised, so every entry carries its condition (health monitors read it from here).
+    const volumes = await Promise.all(
+      found.slice(0, limit).map(async ({ backend, record }) => ({
+        volume: this.toVolume(backend, record),
+        condition: await this.condition(backend, record),
+      })),
+    );
+    if (found.length <= limit) return { volumes, nextToken: '' };
+    return { volumes, nextToken: this.encodeToken(volumes[volumes.length - 1]!.volume.id) };
   }
 
   private encodeToken(id: string): string {
