@@ -19,13 +19,10 @@ const mountOptionList = z
 
 /** Keys every directory-per-volume backend accepts. */
 export const commonParamsShape = {
-  backend: z
-    .string()
-    .optional()
-    .meta({
-      description:
-        'Backend instance to provision on (a name from --backends). Default: the first configured instance.',
-    }),
+  backend: z.string().optional().meta({
+    description:
+      'Backend instance to provision on (a name from --backends). Default: the first configured instance.',
+  }),
   subDir: z
     .string()
     .min(1)
@@ -36,19 +33,13 @@ export const commonParamsShape = {
         'Directory of each volume, relative to the backend root. Template variables: ${pvc.metadata.name}, ${pvc.metadata.namespace}, ${pv.metadata.name}. Default: the volume name.',
       examples: ['${pvc.metadata.namespace}/${pvc.metadata.name}'],
     }),
-  onDelete: z
-    .enum(['delete', 'retain', 'archive'])
-    .default('delete')
-    .meta({
-      description:
-        'What DeleteVolume does with the data: remove it, keep it, or rename it to archived-<dir>.',
-    }),
-  mountPermissions: octalMode
-    .default('0')
-    .meta({
-      description: 'Mode set on the new volume directory. "0" leaves the mode mkdir gave it.',
-      examples: ['0775'],
-    }),
+  onDelete: z.enum(['delete', 'retain', 'archive']).default('delete').meta({
+    description: 'What DeleteVolume does with the data: remove it, keep it, or rename it to archived-<dir>.',
+  }),
+  mountPermissions: octalMode.default('0').meta({
+    description: 'Mode set on the new volume directory. "0" leaves the mode mkdir gave it.',
+    examples: ['0775'],
+  }),
   [PVC_NAME]: z
     .string()
     .optional()
@@ -64,12 +55,10 @@ export const commonParamsShape = {
 };
 
 export const mountOptionsShape = {
-  mountOptions: mountOptionList
-    .default('')
-    .meta({
-      description:
-        'Comma-separated options for every mount of the share: node stage, and controller create, delete and archive.',
-    }),
+  mountOptions: mountOptionList.default('').meta({
+    description:
+      'Comma-separated options for every mount of the share: node stage, and controller create, delete and archive.',
+  }),
 };
 
 /** Parses raw parameters; unknown keys and bad values become INVALID_ARGUMENT naming the key. */
