@@ -54,7 +54,9 @@ COPY --from=build /src/package.json ./package.json
 COPY --from=build /src/proto ./proto
 COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/dist/src ./dist/src
+COPY --from=build /src/bin ./bin
 RUN printf '#!/bin/sh\nexec node /app/dist/src/cli/svctl.js "$@"\n' > /usr/local/bin/svctl \
  && chmod 0755 /usr/local/bin/svctl
 ENV NODE_ENV=production
-ENTRYPOINT ["tini", "--", "node", "/app/dist/src/cli/sharedvolume-csi.js"]
+# bin/sharedvolume-csi execs node with the heap flags the driver is measured with.
+ENTRYPOINT ["tini", "--", "/app/bin/sharedvolume-csi"]

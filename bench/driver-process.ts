@@ -3,7 +3,8 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 
-const DRIVER_BIN = fileURLToPath(new URL('../src/cli/sharedvolume-csi.js', import.meta.url));
+/** The launcher operators run (it sets the node flags), not the bare script. */
+const DRIVER_BIN = fileURLToPath(new URL('../../bin/sharedvolume-csi', import.meta.url));
 const CLOCK_TICKS = 100;
 
 /** The real driver as a child process, with its CPU time and RSS read from /proc. */
@@ -14,7 +15,7 @@ export class DriverProcess {
     readonly socket: string,
     args: string[],
   ) {
-    this.child = spawn(process.execPath, [DRIVER_BIN, '--endpoint', `unix://${socket}`, ...args], {
+    this.child = spawn(DRIVER_BIN, ['--endpoint', `unix://${socket}`, ...args], {
       stdio: ['ignore', 'ignore', 'inherit'],
     });
   }

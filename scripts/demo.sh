@@ -6,6 +6,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DRIVER_JS=$ROOT/dist/src/cli/sharedvolume-csi.js
+DRIVER_BIN=$ROOT/bin/sharedvolume-csi
 SVCTL_JS=$ROOT/dist/src/cli/svctl.js
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -66,7 +67,7 @@ trap 'exit 143' TERM
 step "Start the driver on a local directory (the smallest invocation)"
 mkdir -p "$DIR/volumes"
 echo "\$ sharedvolume-csi --endpoint unix://$SOCKET --node-id demo-node --local-root $DIR/volumes --log-format text"
-node "$DRIVER_JS" --endpoint "unix://$SOCKET" --node-id demo-node --local-root "$DIR/volumes" --log-format text \
+"$DRIVER_BIN" --endpoint "unix://$SOCKET" --node-id demo-node --local-root "$DIR/volumes" --log-format text \
   >"$DIR/driver.log" 2>&1 &
 DRIVER_PID=$!
 for _ in $(seq 150); do

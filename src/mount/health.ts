@@ -1,4 +1,4 @@
-import { execa } from 'execa';
+import { execProgram } from './exec.js';
 
 export interface FsStats {
   totalBytes: number;
@@ -19,12 +19,7 @@ export type PathHealth =
  * at most `timeoutMs` instead of a libuv thread blocked forever.
  */
 export async function checkPath(path: string, timeoutMs = 5000): Promise<PathHealth> {
-  const result = await execa('stat', ['-f', '-c', '%S %b %a %f %c %d', '--', path], {
-    timeout: timeoutMs,
-    killSignal: 'SIGKILL',
-    reject: false,
-    stdin: 'ignore',
-  });
+  const result = await execProgram('stat', ['-f', '-c', '%S %b %a %f %c %d', '--', path], timeoutMs);
   if (result.timedOut) return { state: 'stale', message: `no answer from ${path} within ${timeoutMs} ms` };
   if (result.exitCode !== 0) {
     const message = result.stderr.trim() || `stat exited with ${result.exitCode}`;

@@ -1,5 +1,5 @@
-import { execa } from 'execa';
 import { mkdir, rmdir } from 'node:fs/promises';
+import { runProgram } from './exec.js';
 import { mountAt, readMountTable } from './mountinfo.js';
 
 export interface MountSpec {
@@ -41,14 +41,6 @@ export function mountArgs(spec: MountSpec, target: string): string[] {
   return args;
 }
 
-async function run(command: string, args: string[]): Promise<void> {
-  const result = await execa(command, args, { reject: false, stdin: 'ignore', timeout: 120_000 });
-  if (result.exitCode !== 0 || result.timedOut) {
-    const detail = (result.stderr || result.stdout || '').trim() || `exit code ${result.exitCode}`;
-    throw new Error(`${command} ${args.join(' ')} failed: ${detail}`);
-  }
-}
-
 export async function isMountPoint(path: string): Promise<boolean> {
   return mountAt(await readMountTable(), path) !== undefined;
 }
@@ -58,10 +50,10 @@ export async function isMountPoint(path: string): Promise<boolean> {
  * If the remount fails the first mount is undone, so a failed call never leaves a mount behind.
  */
 export async function mountWithFlags(spec: MountSpec, target: string, remountFlags: string[]): Promise<void> {
-  await run('mount', mountArgs(spec, target));
+  await runProgram('mount', mountArgs(spec, target));
   if (remountFlags.length === 0) return;
   try {
-    await run('mount', ['-o', ['remount', 'bind', ...remountFlags].join(','), target]);
+    await runProgram('mount', ['-o', ['remount', 'bind', ...remountFlags].join(','), target]);
   } catch (err) {
     await unmountAll(target);
     throw err;
@@ -72,9 +64,9 @@ export async function mountWithFlags(spec: MountSpec, target: string, remountFla
 export async function unmountAll(target: string): Promise<void> {
   for (let i = 0; i < 16 && (await isMountPoint(target)); i++) {
     try {
-      await run('umount', [target]);
+      await runProgram('umount', [target]);
     } catch {
-      await run('umount', ['-l', target]);
+      await runProgram('umount', ['-l', target]);
     }
   }
 }

@@ -1,4 +1,4 @@
-import { execa } from 'execa';
+import { runProgram } from './exec.js';
 import { stat } from 'node:fs/promises';
 import { relative } from 'node:path';
 import { alreadyExists, failedPrecondition, internal, notFound } from '../rpc/errors.js';
@@ -173,7 +173,7 @@ async function requireDirectory(path: string): Promise<void> {
 async function applyGroup(path: string, group: number | undefined): Promise<void> {
   if (group === undefined) return;
   if ((await stat(path)).gid === group) return;
-  await execa('chgrp', ['-R', String(group), path]);
-  await execa('chmod', ['-R', 'g+rwX', path]);
-  await execa('chmod', ['g+s', path]);
+  await runProgram('chgrp', ['-R', String(group), path]);
+  await runProgram('chmod', ['-R', 'g+rwX', path]);
+  await runProgram('chmod', ['g+s', path]);
 }

@@ -71,13 +71,7 @@ describe('sharedvolume-csi executable', () => {
     await new Promise<void>((resolve) => server.listen(socket, resolve));
     try {
       await assert.rejects(
-        run(process.execPath, [
-          DRIVER_BIN,
-          '--endpoint',
-          `unix://${socket}`,
-          '--local-root',
-          join(dir, 'root'),
-        ]),
+        run(DRIVER_BIN, ['--endpoint', `unix://${socket}`, '--local-root', join(dir, 'root')]),
         (err: { code: number; stderr: string }) =>
           err.code === 1 && /in use by a running process/.test(err.stderr),
       );
@@ -89,8 +83,8 @@ describe('sharedvolume-csi executable', () => {
   it('serves on tcp://host:port as well', async () => {
     const port = await freePort();
     const child = spawn(
-      process.execPath,
-      [DRIVER_BIN, '--endpoint', `tcp://127.0.0.1:${port}`, '--local-root', join(dir, 'root')],
+      DRIVER_BIN,
+      ['--endpoint', `tcp://127.0.0.1:${port}`, '--local-root', join(dir, 'root')],
       {
         stdio: 'ignore',
       },
@@ -114,7 +108,7 @@ describe('sharedvolume-csi executable', () => {
 
   it('explains a missing backend configuration', async () => {
     await assert.rejects(
-      run(process.execPath, [DRIVER_BIN, '--endpoint', `unix://${join(dir, 's.sock')}`]),
+      run(DRIVER_BIN, ['--endpoint', `unix://${join(dir, 's.sock')}`]),
       (err: { stderr: string }) => /--local-root DIR or --backends FILE/.test(err.stderr),
     );
   });

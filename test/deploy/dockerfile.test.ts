@@ -60,6 +60,9 @@ const EXEC_FUNCTIONS = new Set([
   'fork',
 ]);
 const EXEC_MODULES = new Set(['execa', 'child_process', 'node:child_process']);
+/** The driver's own exec module (src/mount/exec.ts): it loads execa lazily, so calls go through these. */
+const OWN_EXEC_MODULE = /(^\.\/|\/mount\/)exec\.js$/;
+const OWN_EXEC_FUNCTIONS = new Set(['execProgram', 'runProgram']);
 /** Functions whose first argument is a whole shell command line rather than a program. */
 const SHELL_FUNCTIONS = new Set(['exec', 'execSync']);
 
@@ -74,7 +77,8 @@ function execImports(source: ts.SourceFile) {
   const namespaces = new Set<string>();
   for (const statement of source.statements) {
     if (!ts.isImportDeclaration(statement) || !ts.isStringLiteral(statement.moduleSpecifier)) continue;
-    if (!EXEC_MODULES.has(statement.moduleSpecifier.text)) continue;
+    const own = OWN_EXEC_MODULE.test(statement.moduleSpecifier.text);
+    if (!own && !EXEC_MODULES.has(statement.moduleSpecifier.text)) continue;
     const clause = statement.importClause;
     if (clause?.name) namespaces.add(clause.name.text);
     const bindings = clause?.namedBindings;
@@ -82,7 +86,8 @@ function execImports(source: ts.SourceFile) {
     if (bindings && ts.isNamedImports(bindings)) {
       for (const el of bindings.elements) {
         const original = (el.propertyName ?? el.name).text;
-        if (EXEC_FUNCTIONS.has(original) || original === '$') functions.set(el.name.text, original);
+        if (own ? OWN_EXEC_FUNCTIONS.has(original) : EXEC_FUNCTIONS.has(original) || original === '$')
+          functions.set(el.name.text, original);
       }
     }
   }
@@ -351,8 +356,7 @@ describe('Dockerfile', () => {
     assert.deepEqual(JSON.parse(entrypoint!.slice('ENTRYPOINT'.length)), [
       'tini',
       '--',
-      'node',
-      '/app/dist/src/cli/sharedvolume-csi.js',
+      '/app/bin/sharedvolume-csi',
     ]);
   });
 

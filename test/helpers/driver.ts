@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connectCsi, type CsiClients } from '../../src/cli/csi-client.js';
 
-export const DRIVER_BIN = fileURLToPath(new URL('../../src/cli/sharedvolume-csi.js', import.meta.url));
+/** The launcher operators run (bin/sharedvolume-csi), so tests exercise the same node flags. */
+export const DRIVER_BIN = fileURLToPath(new URL('../../../bin/sharedvolume-csi', import.meta.url));
 export const SVCTL_BIN = fileURLToPath(new URL('../../src/cli/svctl.js', import.meta.url));
 
 export interface RunningDriver extends CsiClients {
@@ -42,19 +43,33 @@ export async function startDriver(options: DriverArgs): Promise<RunningDriver> {
   const socket = join(dir, 'csi.sock');
   const endpoint = `unix://${socket}`;
   const child = spawn(
-    process.execPath,
-    [DRIVER_BIN, '--endpoint', endpoint, '--node-id', 'test-node', '--state-dir', join(dir, 'state'), '--log-format', 'json', ...options.args],
+    DRIVER_BIN,
+    [
+      '--endpoint',
+      endpoint,
+      '--node-id',
+      'test-node',
+      '--state-dir',
+      join(dir, 'state'),
+      '--log-format',
+      'json',
+      ...options.args,
+    ],
     { env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let output = '';
   child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
   let exited: number | null | undefined;
-  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve((exited = code))));
-  await waitFor(() => exited !== undefined || output.includes('"serving"'), 'the driver to serve').catch((err) => {
-    child.kill('SIGKILL');
-    throw err;
-  });
+  const exit = new Promise<number | null>((resolve) =>
+    child.once('exit', (code) => resolve((exited = code))),
+  );
+  await waitFor(() => exited !== undefined || output.includes('"serving"'), 'the driver to serve').catch(
+    (err) => {
+      child.kill('SIGKILL');
+      throw err;
+    },
+  );
   if (exited !== undefined) throw new Error(`driver exited with ${exited}: ${output}`);
   await waitFor(() => existsSync(socket), 'the socket');
   const clients = connectCsi(endpoint);
