@@ -27,6 +27,8 @@ const errnoCodes: Record<string, status> = {
   EDQUOT: status.RESOURCE_EXHAUSTED,
   ETIMEDOUT: status.UNAVAILABLE,
   ENOTCONN: status.UNAVAILABLE,
+  // What a FUSE mount whose client died answers to some calls (readlink, for one).
+  ECONNABORTED: status.UNAVAILABLE,
   EHOSTUNREACH: status.UNAVAILABLE,
   ECONNREFUSED: status.UNAVAILABLE,
 };

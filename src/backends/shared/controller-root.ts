@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { access, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { checkPath } from '../../mount/health.js';
 import { mountAt, readMountTable } from '../../mount/mountinfo.js';
 import { mountWithFlags, unmountAll, type MountSpec } from '../../mount/mounter.js';
 import { unavailable } from '../../rpc/errors.js';
@@ -22,12 +23,16 @@ export const controllerAccessSchema = z
   .default({ access: 'mount' });
 export type ControllerAccess = z.infer<typeof controllerAccessSchema>;
 
+const RECHECK_INTERVAL_MS = 5000;
+
 /**
  * A RootProvider for network shares. In mount mode each distinct option set gets its own mount under
- * the state directory, made once and reused; close() unmounts exactly those.
+ * the state directory, made once and reused, and remade when it stops answering; close() unmounts
+ * exactly those.
  */
 export class ControllerRoot {
   private readonly mounts = new Map<string, Promise<string>>();
+  private readonly checkedAt = new Map<string, number>();
 
   constructor(
     private readonly instance: string,
@@ -47,18 +52,29 @@ export class ControllerRoot {
     }
     const spec = this.shareMount(options);
     const id = createHash('sha256').update(JSON.stringify(spec)).digest('hex').slice(0, 12);
-    let mounted = this.mounts.get(id);
-    if (!mounted) {
-      mounted = this.mount(spec, join(this.stateDir, 'controller-mounts', `${this.instance}-${id}`));
-      this.mounts.set(id, mounted);
-      mounted.catch(() => this.mounts.delete(id));
-    }
+    const cached = this.mounts.get(id);
+    if (cached && !this.dueForCheck(id)) return cached;
+    this.checkedAt.set(id, Date.now());
+    const target = join(this.stateDir, 'controller-mounts', `${this.instance}-${id}`);
+    const mounted = (cached ?? Promise.resolve()).catch(() => undefined).then(() => this.mount(spec, target));
+    this.mounts.set(id, mounted);
+    mounted.catch(() => this.mounts.get(id) === mounted && this.mounts.delete(id));
     return mounted;
   };
 
+  /** A reused mount is checked again at most once per interval (a check costs a child process). */
+  private dueForCheck(id: string): boolean {
+    return Date.now() - (this.checkedAt.get(id) ?? 0) >= RECHECK_INTERVAL_MS;
+  }
+
+  /** Mounts at `target` unless a working mount is there. A dead one (FUSE client gone, stale NFS) is replaced. */
   private async mount(spec: MountSpec, target: string): Promise<string> {
+    if (mountAt(await readMountTable(), target)) {
+      if ((await checkPath(target)).state === 'ok') return target;
+      await unmountAll(target);
+    }
     await mkdir(target, { recursive: true });
-    if (!mountAt(await readMountTable(), target)) await mountWithFlags(spec, target, []);
+    await mountWithFlags(spec, target, []);
     return target;
   }
 
