@@ -185,8 +185,8 @@ const EXPECTED: Record<string, { controller: Expectation; node: Expectation }> =
   'overlays/glusterfs': {
     controller: {
       profile: 'baseline',
-      exceptions: { privileged: ['sharedvolume-csi'] },
-      why: MOUNTING_CONTROLLER_WHY,
+      exceptions: { privileged: ['sharedvolume-csi'], hostPaths: ['/var/run/glusterd.socket'] },
+      why: `${MOUNTING_CONTROLLER_WHY}; quota commands reach glusterd only over its local socket`,
     },
     node: {
       profile: 'baseline',
