@@ -33,11 +33,18 @@ const errnoCodes: Record<string, status> = {
   ECONNREFUSED: status.UNAVAILABLE,
 };
 
+// Node 20 has no name for EDQUOT and reports it as "Unknown system error -122".
+const EDQUOT_ERRNO = -122;
+
+function errnoName(err: NodeJS.ErrnoException | undefined): string | undefined {
+  return err?.errno === EDQUOT_ERRNO ? 'EDQUOT' : err?.code;
+}
+
 /** Maps any thrown value to a gRPC status code and a message fit for the CO. */
 export function toStatus(err: unknown): { code: status; message: string } {
   if (err instanceof CsiError) return { code: err.code, message: err.message };
   if (err instanceof ZodError) return { code: status.INVALID_ARGUMENT, message: describeZodError(err) };
-  const errno = (err as NodeJS.ErrnoException | undefined)?.code;
+  const errno = errnoName(err as NodeJS.ErrnoException | undefined);
   const message = err instanceof Error ? err.message : String(err);
   if (errno && errno in errnoCodes) return { code: errnoCodes[errno]!, message };
   return { code: status.INTERNAL, message };

@@ -18,6 +18,11 @@ describe('error to status mapping', () => {
 
   it('maps quota and space errors to RESOURCE_EXHAUSTED, anything else to INTERNAL', () => {
     assert.equal(toStatus(Object.assign(new Error('q'), { code: 'EDQUOT' })).code, status.RESOURCE_EXHAUSTED);
+    const unnamedQuota = Object.assign(new Error('Unknown system error -122'), {
+      errno: -122,
+      code: 'Unknown system error -122',
+    });
+    assert.equal(toStatus(unnamedQuota).code, status.RESOURCE_EXHAUSTED);
     assert.equal(toStatus(new Error('boom')).code, status.INTERNAL);
   });
 });
