@@ -7,6 +7,8 @@ export interface MountSpec {
   /** "bind" for a bind mount of a local directory; otherwise the filesystem type passed to mount -t. */
   fsType: string;
   options: string[];
+  /** A file the mount helper logs to (already among the options): read to explain a failed mount. */
+  logFile?: string;
 }
 
 /** Mount flags that apply to a bind mount through a remount; the rest belong to the share mount. */

@@ -1,6 +1,6 @@
 import { runProgram } from './exec.js';
-import { stat } from 'node:fs/promises';
-import { relative } from 'node:path';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { dirname, relative } from 'node:path';
 import { alreadyExists, failedPrecondition, internal, notFound } from '../rpc/errors.js';
 import { checkPath, type PathHealth } from './health.js';
 import { mountAt, isReadOnly, readMountTable, type MountEntry } from './mountinfo.js';
@@ -78,8 +78,9 @@ export class VolumeMounts {
         ? req.spec
         : { ...req.spec, options: [...req.spec.options, ...req.mountFlags] };
     const remountFlags = req.spec.fsType === 'bind' ? vfsFlags(req.mountFlags) : [];
-    await mountWithFlags(spec, req.stagingPath, remountFlags).catch((err: unknown) => {
-      throw missingSourceAsNotFound(err, req.spec);
+    await startLog(req.spec);
+    await mountWithFlags(spec, req.stagingPath, remountFlags).catch(async (err: unknown) => {
+      throw await explainMountFailure(err, req.spec);
     });
     try {
       const state = await checkPath(req.stagingPath);
@@ -87,8 +88,11 @@ export class VolumeMounts {
         throw internal(`mounted ${req.spec.source} but it does not answer: ${state.message}`);
       // mount.glusterfs can report success before the server refuses the client, which then unmounts itself.
       if (!(await isMountPoint(req.stagingPath))) {
-        throw internal(
-          `mount of ${req.spec.source} reported success, but nothing is mounted at ${req.stagingPath}: the server refused the client (does the volume directory exist?)`,
+        throw await explainMountFailure(
+          internal(
+            `mount of ${req.spec.source} reported success, but nothing is mounted at ${req.stagingPath}`,
+          ),
+          req.spec,
         );
       }
       await applyGroup(req.stagingPath, req.group);
@@ -152,12 +156,38 @@ export class VolumeMounts {
   }
 }
 
-/** A mount helper that finds no such directory on the server (mount.nfs does) means the volume does not exist. */
-function missingSourceAsNotFound(err: unknown, spec: MountSpec): unknown {
+/** Empties the mount helper's log, so that what it holds afterwards is about this attempt only. */
+async function startLog(spec: MountSpec): Promise<void> {
+  if (!spec.logFile) return;
+  await mkdir(dirname(spec.logFile), { recursive: true });
+  await writeFile(spec.logFile, '');
+}
+
+const MISSING_SOURCE = /No such file or directory|subdirectory .* not found|not found/i;
+
+/**
+ * The helper's own words for why a mount failed: mount.nfs says it on stderr, mount.glusterfs only in
+ * its log file. A directory missing on the server means the volume does not exist: NOT_FOUND.
+ */
+async function explainMountFailure(err: unknown, spec: MountSpec): Promise<unknown> {
   const message = err instanceof Error ? err.message : String(err);
-  return /No such file or directory/.test(message)
-    ? notFound(`volume ${spec.source} does not exist: ${message}`)
-    : err;
+  const logged = spec.logFile ? await logErrors(spec.logFile) : '';
+  const detail = logged ? `${message}; ${logged}` : message;
+  if (MISSING_SOURCE.test(message) || MISSING_SOURCE.test(logged)) {
+    return notFound(`volume ${spec.source} does not exist: ${detail}`);
+  }
+  return err instanceof Error && logged ? Object.assign(err, { message: detail }) : err;
+}
+
+/** The error lines (" E " or " C " severity) a helper wrote to its log, last three at most. */
+async function logErrors(file: string): Promise<string> {
+  const text = await readFile(file, 'utf8').catch(() => '');
+  return text
+    .split('\n')
+    .filter((line) => / [EC] \[/.test(line))
+    .slice(-3)
+    .map((line) => line.replace(/^\[[^\]]*\]\s*/, '').trim())
+    .join(' | ');
 }
 
 async function requireDirectory(path: string): Promise<void> {

@@ -1,4 +1,5 @@
-import { execa } from 'execa';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
 import { statfs } from 'node:fs/promises';
 import { z } from 'zod';
 import type { Backend, Capacity, ShareParams, VolumeRecord } from '../backend.js';
@@ -6,6 +7,7 @@ import { DirectoryShares, directoryBackendMethods } from '../directory-shares.js
 import { commonParamsShape, mountOptionsShape, parseWith, toShareParams } from '../params.js';
 import { ControllerRoot, controllerAccessSchema } from '../shared/controller-root.js';
 import type { RuntimeOptions } from '../registry.js';
+import { execProgram } from '../../mount/exec.js';
 import type { MountSpec } from '../../mount/mounter.js';
 import { MOUNT_OPTIONS_CONTEXT } from '../nfs/index.js';
 
@@ -74,11 +76,7 @@ export class GlusterCli {
 
   private async runOnce(args: string[]): Promise<string> {
     const remote = this.config.cliRemoteHost ? [`--remote-host=${this.config.cliRemoteHost}`] : [];
-    const result = await execa('gluster', ['--mode=script', ...remote, ...args], {
-      reject: false,
-      stdin: 'ignore',
-      timeout: 60_000,
-    });
+    const result = await execProgram('gluster', ['--mode=script', ...remote, ...args], 60_000);
     if (result.exitCode !== 0) {
       const detail = (result.stderr || result.stdout).trim() || this.silentFailure();
       throw new Error(`gluster ${args.join(' ')} failed: ${detail}`);
@@ -157,8 +155,19 @@ export function createGlusterBackend(config: GlusterConfig, runtime: RuntimeOpti
       if (config.quota) await cli.probeQuota();
     },
     ...directoryBackendMethods(shares),
-    nodeMount: (path, context) =>
-      glusterMountSpec(config, path, (context[MOUNT_OPTIONS_CONTEXT] ?? '').split(',').filter(Boolean)),
+    nodeMount: (path, context) => {
+      // The FUSE client tells why it failed only in its log, so each mount gets a log we can read.
+      const logFile = join(
+        runtime.stateDir,
+        'glusterfs-logs',
+        `${config.name}-${createHash('sha256').update(path).digest('hex').slice(0, 16)}.log`,
+      );
+      const options = [
+        ...(context[MOUNT_OPTIONS_CONTEXT] ?? '').split(',').filter(Boolean),
+        `log-file=${logFile}`,
+      ];
+      return { ...glusterMountSpec(config, path, options), logFile };
+    },
     close: async () => {
       await shares.close();
       await root.close();
