@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs the system packages the test suite runs for real: NFS (nfs-ganesha + libnfs client tools),
-# GlusterFS, btrfs and xfs tools, zstd, and kubectl for the kustomize checks. Debian 12, as root.
+# GlusterFS, btrfs tools, zstd, git and sshd for the populator, kubectl for the kustomize checks, and
+# rclone as the reference of the sync benchmark. Debian 12, as root.
 set -euo pipefail
 
 packages=(
   nfs-ganesha nfs-ganesha-vfs libnfs-utils rpcbind dbus
   glusterfs-server glusterfs-client
   btrfs-progs xfsprogs zstd attr util-linux
+  git openssh-server openssh-client rclone
 )
 command -v kubectl >/dev/null 2>&1 || packages+=(kubernetes-client)
 
