@@ -4,6 +4,7 @@ import { hostname } from 'node:os';
 import { loadBackendConfigs } from '../backends/registry.js';
 import { Driver, type Mode } from '../driver.js';
 import { createLogger, type LogFormat } from '../logging/logger.js';
+import { DEFAULT_ADMIN_ADDRESS, type PopulatorFlags } from '../populator/runtime.js';
 import { VERSION } from '../version.js';
 
 function parseTopology(value: string): Record<string, string> {
@@ -56,7 +57,45 @@ const program = new Command()
       'topology segments reported by NodeGetInfo, key=value,...',
       'topology',
     ).default(''),
+  )
+  .addOption(
+    option('--populator', 'controller: keep volumes with a source in sync (docs/populator.md)', 'populator'),
+  )
+  .addOption(
+    option(
+      '--admin-address <host:port>',
+      'populator: loopback address for svctl sync; "off" disables it',
+      'admin-address',
+    ).default(DEFAULT_ADMIN_ADDRESS),
+  )
+  .addOption(
+    option('--webhook-address <host:port>', 'populator: serve the sync webhook here', 'webhook-address'),
+  )
+  .addOption(
+    option(
+      '--webhook-secret-file <file>',
+      'populator: file holding the webhook HMAC secret',
+      'webhook-secret-file',
+    ),
   );
+
+/** The populator's flags, or undefined when it is off. */
+function populatorFlags(opts: {
+  populator?: boolean;
+  adminAddress: string;
+  webhookAddress?: string;
+  webhookSecretFile?: string;
+}): PopulatorFlags | undefined {
+  if (!opts.populator) {
+    if (opts.webhookAddress) throw new Error('--webhook-address needs --populator');
+    return undefined;
+  }
+  return {
+    ...(opts.adminAddress !== 'off' ? { adminAddress: opts.adminAddress } : {}),
+    ...(opts.webhookAddress ? { webhookAddress: opts.webhookAddress } : {}),
+    ...(opts.webhookSecretFile ? { webhookSecretFile: opts.webhookSecretFile } : {}),
+  };
+}
 
 async function main(): Promise<void> {
   program.parse();
@@ -72,6 +111,10 @@ async function main(): Promise<void> {
     localRoot?: string;
     stateDir: string;
     topology: string;
+    populator?: boolean;
+    adminAddress: string;
+    webhookAddress?: string;
+    webhookSecretFile?: string;
   }>();
   const logger = createLogger(opts.logLevel, opts.logFormat);
   const driver = new Driver({
@@ -84,6 +127,7 @@ async function main(): Promise<void> {
     stateDir: opts.stateDir,
     topology: parseTopology(opts.topology),
     logger,
+    populator: populatorFlags(opts),
   });
   await driver.start();
   let stopping = false;

@@ -10,6 +10,8 @@ import { parseEndpoint } from '../rpc/endpoint.js';
 import { VERSION } from '../version.js';
 import { connectCsi, rpc, type CsiClients } from './csi-client.js';
 import { formatBytes, formatFields, formatTable, parseSize } from './format.js';
+import { formatSyncDetails, formatSyncTable, progressBar } from './sync-format.js';
+import type { VolumeSyncState } from '../populator/service.js';
 
 interface GlobalOptions {
   endpoint: string;
@@ -257,6 +259,93 @@ async function pluginInfo(csi: CsiClients): Promise<Output> {
   return { json, text };
 }
 
+// ---- populator: the controller's loopback admin endpoint, not CSI ----
+
+const DEFAULT_ADMIN = '127.0.0.1:9810';
+const WAIT_POLL_MS = 250;
+const WAIT_LIMIT_MS = 60 * 60_000;
+
+async function admin<T>(address: string, method: 'GET' | 'POST', path: string): Promise<T> {
+  let res: Response;
+  try {
+    res = await fetch(`http://${address}${path}`, { method, signal: AbortSignal.timeout(30_000) });
+  } catch (err) {
+    const cause = ((err as Error).cause as { code?: string } | undefined)?.code ?? (err as Error).message;
+    throw new Error(
+      `cannot reach the populator's admin endpoint at ${address} (${cause}): run svctl in the controller pod (kubectl exec) or through kubectl port-forward`,
+    );
+  }
+  const body = (await res.json().catch(() => ({}))) as { error?: string };
+  if (!res.ok) throw new Error(body.error ?? `HTTP ${res.status}`);
+  return body as T;
+}
+
+async function volumeSyncState(address: string, volumeId: string): Promise<VolumeSyncState> {
+  const path = `/sync/status/${encodeURIComponent(volumeId)}`;
+  return (await admin<{ volumes: VolumeSyncState[] }>(address, 'GET', path)).volumes[0]!;
+}
+
+async function syncStatus(address: string, volumeId: string | undefined): Promise<Output> {
+  const path = volumeId ? `/sync/status/${encodeURIComponent(volumeId)}` : '/sync/status';
+  const res = await admin<{ volumes: VolumeSyncState[] }>(address, 'GET', path);
+  const text = volumeId
+    ? formatSyncDetails(res.volumes[0]!, Date.now())
+    : formatSyncTable(res.volumes, Date.now());
+  return { json: res, text };
+}
+
+async function syncVolume(
+  address: string,
+  volumeId: string,
+  opts: { wait?: boolean; json: boolean },
+): Promise<Output> {
+  const before = opts.wait ? (await volumeSyncState(address, volumeId)).status?.lastAttempt : undefined;
+  const res = await admin<{ triggered: string[] }>(address, 'POST', `/sync/${encodeURIComponent(volumeId)}`);
+  if (!opts.wait) return { json: res, text: `sync of ${volumeId} triggered` };
+  const done = await waitForSync(address, volumeId, before, opts.json ? () => undefined : showProgress());
+  const error = done.status?.lastError;
+  if (error) throw new Error(`sync of ${volumeId} failed: ${error.reason}: ${error.message}`);
+  return { json: done, text: formatSyncDetails(done, Date.now()) };
+}
+
+/** Polls until an attempt newer than `before` has finished, reporting progress on the way. */
+async function waitForSync(
+  address: string,
+  volumeId: string,
+  before: string | undefined,
+  report: (line: string) => void,
+): Promise<VolumeSyncState> {
+  const deadline = Date.now() + WAIT_LIMIT_MS;
+  while (Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, WAIT_POLL_MS));
+    const state = await volumeSyncState(address, volumeId);
+    if (state.running) report(progressBar(state.running));
+    const status = state.status;
+    if (status?.lastAttempt && status.lastAttempt !== before && !status.inProgress && !state.running) {
+      return state;
+    }
+  }
+  throw new Error(`sync of ${volumeId} did not finish within an hour`);
+}
+
+/** Progress lines: redrawn in place on a terminal, one per change otherwise. */
+function showProgress(): (line: string) => void {
+  let last = '';
+  return (line) => {
+    if (line === last) return;
+    last = line;
+    if (process.stdout.isTTY) process.stdout.write(`\r${line}\x1b[K`);
+    else console.log(line);
+  };
+}
+
+async function runAdmin(command: Command, fn: (address: string, json: boolean) => Promise<Output>) {
+  const opts = command.optsWithGlobals<{ admin: string; json: boolean }>();
+  const out = await fn(opts.admin, opts.json);
+  if (process.stdout.isTTY && !opts.json) process.stdout.write('\r\x1b[K');
+  console.log(opts.json ? JSON.stringify(out.json, null, 2) : out.text);
+}
+
 // ---- wiring ----
 
 type Run = (csi: CsiClients, global: GlobalOptions) => Promise<Output>;
@@ -343,6 +432,26 @@ function buildProgram(): Command {
     .action((id: string, target: string, _opts, cmd: Command) =>
       run(cmd, (csi, global) => unpublishVolume(csi, id, target, global.stagingDir)),
     );
+
+  program
+    .command('sync <volume-id|status> [volume-id]')
+    .description(
+      "populator: 'sync VOLUME' syncs a volume now; 'sync status [VOLUME]' shows revisions, last success, last error and progress",
+    )
+    .addOption(
+      new Option('--admin <host:port>', "the controller's populator admin endpoint (loopback)")
+        .env('SHAREDVOLUME_ADMIN_ADDRESS')
+        .default(DEFAULT_ADMIN),
+    )
+    .option('--wait', 'sync VOLUME: follow the sync with a progress bar until it ends')
+    .action((first: string, second: string | undefined, opts: { wait?: boolean }, cmd: Command) => {
+      if (first !== 'status' && second !== undefined) {
+        cmd.error(`usage: svctl sync VOLUME | svctl sync status [VOLUME]`, { exitCode: 2 });
+      }
+      return runAdmin(cmd, (address, json) =>
+        first === 'status' ? syncStatus(address, second) : syncVolume(address, first, { ...opts, json }),
+      );
+    });
 
   program
     .command('info')

@@ -1,5 +1,5 @@
 import { createServer, type Server } from 'node:http';
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export const METRIC_PREFIX = 'sharedvolume_';
 
@@ -29,6 +29,79 @@ export class DriverMetrics {
   observe(method: string, code: string, seconds: number): void {
     this.operations.inc({ method, code });
     this.duration.observe({ method }, seconds);
+  }
+}
+
+/**
+ * The populator's metrics, one series per volume (label `volume` = the CSI volume id). Every
+ * replica exports the last success it knows from the shared status, so alerts take the max.
+ * deploy/monitoring/sync-alerts.yaml and the dashboard use exactly these names.
+ */
+export class SyncMetrics {
+  readonly duration: Histogram<'volume'>;
+  readonly syncs: Counter<'volume' | 'result'>;
+  readonly bytes: Counter<'volume'>;
+  readonly lastSuccess: Gauge<'volume'>;
+  readonly interval: Gauge<'volume'>;
+
+  constructor(registry: Registry) {
+    const registers = [registry];
+    this.duration = new Histogram({
+      name: `${METRIC_PREFIX}sync_duration_seconds`,
+      help: 'Duration of populator syncs, by volume.',
+      labelNames: ['volume'],
+      buckets: [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800],
+      registers,
+    });
+    this.syncs = new Counter({
+      name: `${METRIC_PREFIX}syncs_total`,
+      help: 'Populator syncs, by volume and result (success or failure).',
+      labelNames: ['volume', 'result'],
+      registers,
+    });
+    this.bytes = new Counter({
+      name: `${METRIC_PREFIX}sync_bytes_total`,
+      help: 'Bytes written into volumes by populator syncs.',
+      labelNames: ['volume'],
+      registers,
+    });
+    this.lastSuccess = new Gauge({
+      name: `${METRIC_PREFIX}sync_last_success_timestamp_seconds`,
+      help: 'Unix time of the last successful sync of the volume.',
+      labelNames: ['volume'],
+      registers,
+    });
+    this.interval = new Gauge({
+      name: `${METRIC_PREFIX}sync_interval_seconds`,
+      help: 'Configured sync interval of the volume (0: filled once).',
+      labelNames: ['volume'],
+      registers,
+    });
+  }
+
+  /** A volume this replica schedules: its interval and the last success recorded on the backend. */
+  track(volume: string, intervalMs: number, lastSuccess: string | undefined): void {
+    this.interval.set({ volume }, intervalMs / 1000);
+    if (lastSuccess) this.lastSuccess.set({ volume }, Date.parse(lastSuccess) / 1000);
+  }
+
+  observe(volume: string, ok: boolean, seconds: number, bytes: number): void {
+    this.duration.observe({ volume }, seconds);
+    this.syncs.inc({ volume, result: ok ? 'success' : 'failure' });
+    if (ok) {
+      this.bytes.inc({ volume }, bytes);
+      this.lastSuccess.set({ volume }, Date.now() / 1000);
+    }
+  }
+
+  /** Drops a deleted volume's series. */
+  forget(volume: string): void {
+    this.duration.remove({ volume });
+    this.syncs.remove({ volume, result: 'success' });
+    this.syncs.remove({ volume, result: 'failure' });
+    this.bytes.remove({ volume });
+    this.lastSuccess.remove({ volume });
+    this.interval.remove({ volume });
   }
 }
 

@@ -23,7 +23,7 @@ export async function detectFormat(path: string): Promise<ArchiveFormat> {
     const bytes = head.subarray(0, bytesRead);
     if (bytes[0] === 0x50 && bytes[1] === 0x4b && (bytes[2] === 3 || bytes[2] === 5)) return 'zip';
     if (bytes[0] === 0x1f && bytes[1] === 0x8b) return 'tar'; // gzip: only tar.gz is supported
-    if (bytes.readUInt32LE(0) === 0xfd2fb528) return 'tar'; // zstd
+    if (bytesRead >= 4 && bytes.readUInt32LE(0) === 0xfd2fb528) return 'tar'; // zstd
     if (bytesRead >= 263 && bytes.toString('latin1', 257, 262) === 'ustar') return 'tar';
     return 'file';
   } finally {

@@ -274,9 +274,24 @@ const FLAT_TOP_LEVEL = [
   'limits.maxFiles',
 ];
 
+/**
+ * StorageClass key that lets PVCs bring their own source (the `sharedvolume.io/source` annotation).
+ * It is a policy of the class, not part of a spec: src/kube/source.ts reads it.
+ */
+export const ALLOW_PVC_SOURCE = 'allowPVCSource';
+
 /** True for a StorageClass parameter key the populator owns. */
 export function isSourceParameter(key: string): boolean {
-  return key.startsWith('source.') || FLAT_TOP_LEVEL.includes(key);
+  return key.startsWith('source.') || FLAT_TOP_LEVEL.includes(key) || key === ALLOW_PVC_SOURCE;
+}
+
+/** The class's top-level populator keys (syncInterval, limits.*, ...) as they are nested in a spec. */
+export function classDefaults(params: Record<string, string>): Record<string, unknown> {
+  const nested: Record<string, unknown> = {};
+  for (const key of FLAT_TOP_LEVEL) {
+    if (params[key] !== undefined) setPath(nested, key.split('.'), params[key], key);
+  }
+  return nested;
 }
 
 /** Splits StorageClass parameters into the populator's keys and the rest (for the backend's schema). */
@@ -311,6 +326,7 @@ function specPathOf(key: string): string[] | undefined {
  */
 export function parseSourceParameters(params: Record<string, string>): SourceSpec | undefined {
   const { source } = splitSourceParameters(params);
+  delete source[ALLOW_PVC_SOURCE];
   if (!Object.keys(source).some((key) => key.startsWith('source.'))) {
     const stray = Object.keys(source);
     if (stray.length === 0) return undefined;

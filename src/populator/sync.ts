@@ -26,6 +26,11 @@ export interface SyncOptions {
   spec: SourceSpec;
   /** From the Secret of `secretRef`, read by the caller just before the sync. */
   credentials?: SourceCredentials;
+  /**
+   * Reads the credentials once the sync has started (used instead of `credentials`), so that a
+   * missing or unreadable Secret is recorded in the status like any other failure.
+   */
+  loadCredentials?: () => Promise<SourceCredentials | undefined>;
   /** The volume's directory, as the controller sees it. */
   volumeDir: string;
   /** The volume's sync state directory beside it, e.g. `<root>/.sharedvolume/sync/<key>`. */
@@ -70,7 +75,8 @@ export async function syncOnce(options: SyncOptions): Promise<SyncResult> {
 }
 
 async function syncLocked(spec: SourceSpec, options: SyncOptions, signal: AbortSignal): Promise<SyncResult> {
-  const { stateDir, volumeDir, credentials } = options;
+  const { stateDir, volumeDir } = options;
+  let credentials = options.credentials;
   const status = (await readSyncStatus(stateDir)) ?? emptyStatus(spec.type);
   const manifest = await readManifest(stateDir);
   const identity = sourceIdentity(spec);
@@ -96,7 +102,7 @@ async function syncLocked(spec: SourceSpec, options: SyncOptions, signal: AbortS
   };
   const ctx: SourceContext = {
     spec,
-    credentials,
+    credentials: undefined,
     workDir: join(stateDir, spec.type),
     previous: trusted,
     signal,
@@ -122,6 +128,8 @@ async function syncLocked(spec: SourceSpec, options: SyncOptions, signal: AbortS
   };
 
   try {
+    if (options.loadCredentials) credentials = await options.loadCredentials();
+    ctx.credentials = credentials;
     await mkdir(ctx.workDir, { recursive: true });
     const outcome = await SOURCES[spec.type](ctx);
     const next: Manifest = {

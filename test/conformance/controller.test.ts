@@ -24,7 +24,7 @@ const RPCS_BY_CAPABILITY: Record<string, string[]> = {
 /** Every controller plugin must implement these, whatever it advertises. */
 const ALWAYS_IMPLEMENTED = ['ControllerGetCapabilities', 'ValidateVolumeCapabilities'];
 
-/** What this driver promises: shared file volumes, no attach, no snapshots, no expansion. */
+/** What this driver promises: shared file volumes with clones, snapshots and online expansion; no attach. */
 const ADVERTISED = [
   'CREATE_DELETE_VOLUME',
   'LIST_VOLUMES',
@@ -32,6 +32,10 @@ const ADVERTISED = [
   'GET_VOLUME',
   'VOLUME_CONDITION',
   'SINGLE_NODE_MULTI_WRITER',
+  'CLONE_VOLUME',
+  'EXPAND_VOLUME',
+  'CREATE_DELETE_SNAPSHOT',
+  'LIST_SNAPSHOTS',
 ];
 
 const codeName = (code: status) => status[code];
@@ -100,12 +104,7 @@ describe('conformance: Controller service', function () {
         const types = new Set(await advertised());
         const missing = Object.entries(RPCS_BY_CAPABILITY).filter(([cap]) => !types.has(cap));
         const methods = missing.flatMap(([, rpcs]) => rpcs);
-        for (const expected of [
-          'ControllerPublishVolume',
-          'CreateSnapshot',
-          'ControllerExpandVolume',
-          'ControllerModifyVolume',
-        ]) {
+        for (const expected of ['ControllerPublishVolume', 'ControllerModifyVolume']) {
           assert.ok(methods.includes(expected), `${expected} should not be advertised`);
         }
         const volume = await session.createVolume('unimplemented');
@@ -151,15 +150,21 @@ describe('conformance: Controller service', function () {
         );
       });
 
-      it('refuses a content source (cloning is not supported) with INVALID_ARGUMENT', async () => {
+      it('clones a volume given as content source, and answers NOT_FOUND for a missing one, leaving nothing', async () => {
         const source = await session.createVolume('clone-source');
+        const clone = await create({
+          name: session.volumeName('clone'),
+          volume_content_source: { volume: { volume_id: source.volume_id } },
+        });
+        assert.notEqual(clone.volume_id, source.volume_id);
+        assert.equal(clone.content_source?.volume?.volume_id, source.volume_id);
         await failsCleanly(
           () =>
             create({
-              name: session.volumeName('clone'),
-              volume_content_source: { volume: { volume_id: source.volume_id } },
+              name: session.volumeName('clone-missing'),
+              volume_content_source: { volume: { volume_id: `${source.volume_id}-missing` } },
             }),
-          status.INVALID_ARGUMENT,
+          status.NOT_FOUND,
         );
       });
 

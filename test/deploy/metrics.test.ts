@@ -1,12 +1,16 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { rpc } from '../../src/cli/csi-client.js';
+import { syncStateDir, writeRegistration } from '../../src/populator/registration.js';
+import { parseSourceSpec } from '../../src/populator/spec.js';
 import { mountCapability } from '../helpers/csi.js';
 import { startDriver, type RunningDriver } from '../helpers/driver.js';
+import { eventually } from '../helpers/eventually.js';
+import { startFileServer, type FileServer } from '../helpers/file-server.js';
 import { DEPLOY, findObject, kustomize, readYamlFile } from './deploy-files.js';
 
 /*
@@ -25,9 +29,9 @@ const NOT_OURS = new Set([
 ]);
 
 /**
- * The populator's metrics (issue 3), as it promises to export them. Until it lands they are not in
- * the scrape: the sync rules and panels are then checked against this list (so a typo still fails),
- * and against the real scrape as soon as sharedvolume_syncs_total appears there.
+ * The populator's metrics (issue 3), as it promises to export them. The driver below runs the
+ * populator with one volume that has synced, so the sync rules and panels are checked against the
+ * real scrape; this list is the contract they must also stay within.
  */
 const PROMISED_SYNC_METRICS = [
   'sharedvolume_sync_duration_seconds_bucket',
@@ -129,9 +133,29 @@ async function freePort(): Promise<number> {
 
 const union = (sets: Set<string>[]) => new Set(sets.flatMap((s) => [...s]));
 
+/** A volume as CreateVolume registers it with the populator: filled from a local HTTP server. */
+async function registerPopulatedVolume(root: string, files: FileServer): Promise<void> {
+  files.set('/metrics/data.txt', 'populated\n');
+  const id = 'local/populated';
+  const stateDir = syncStateDir(join(root, '.sharedvolume'), id);
+  await mkdir(stateDir, { recursive: true });
+  await mkdir(join(root, 'populated'));
+  await writeRegistration({
+    id,
+    volumeDir: join(root, 'populated'),
+    stateDir,
+    spec: parseSourceSpec({
+      type: 'http',
+      http: { url: files.url('/metrics/data.txt') },
+      syncInterval: '1h',
+    }),
+  });
+}
+
 describe('monitoring: alerts and dashboard use metrics that exist', function () {
   this.timeout(60_000);
   let root: string;
+  let files: FileServer | undefined;
   let driver: RunningDriver | undefined;
   let scrape: Map<string, Set<string>>;
   let address: string;
@@ -149,7 +173,11 @@ describe('monitoring: alerts and dashboard use metrics that exist', function () 
   before(async () => {
     root = await mkdtemp(join(tmpdir(), 'sv-metrics-'));
     address = `127.0.0.1:${await freePort()}`;
-    driver = await startDriver({ args: ['--local-root', root, '--metrics-address', address] });
+    files = await startFileServer();
+    await registerPopulatedVolume(root, files);
+    driver = await startDriver({
+      args: ['--local-root', root, '--metrics-address', address, '--populator', '--admin-address', 'off'],
+    });
     // Counters and histograms only show samples once observed: make real calls first.
     await rpc(driver.identity, 'GetPluginInfo', {});
     const created = await rpc(driver.controller, 'CreateVolume', {
@@ -159,13 +187,18 @@ describe('monitoring: alerts and dashboard use metrics that exist', function () 
       parameters: {},
     });
     await rpc(driver.controller, 'DeleteVolume', { volume_id: created.volume!.volume_id, secrets: {} });
-    const response = await fetch(`http://${address}/metrics`);
-    assert.equal(response.status, 200);
-    scrape = parseScrape(await response.text());
+    // The populator fills its volume at start; its sync series appear once that sync is done.
+    await eventually(async () => {
+      const response = await fetch(`http://${address}/metrics`);
+      assert.equal(response.status, 200);
+      scrape = parseScrape(await response.text());
+      return scrape.has('sharedvolume_sync_last_success_timestamp_seconds');
+    }, 'the populated volume to sync');
   });
 
   after(async () => {
     await driver?.stop();
+    await files?.stop();
     await rm(root, { recursive: true, force: true });
   });
 
@@ -201,7 +234,7 @@ describe('monitoring: alerts and dashboard use metrics that exist', function () 
     }
   });
 
-  it("sync rules and panels use the populator's metrics, checked against the scrape once it exports them", () => {
+  it("sync rules and panels use the populator's metrics, all in the scrape of a driver running it", () => {
     const used = union(syncExprs.map(metricNames));
     assert.ok(used.size >= 4, 'the sync alerts and panels exist');
     const ours = [...used].filter((n) => !NOT_OURS.has(n));
@@ -210,19 +243,24 @@ describe('monitoring: alerts and dashboard use metrics that exist', function () 
       [],
       'sync-alerts.yaml holds sync rules only',
     );
-    if (scrape.has('sharedvolume_syncs_total')) {
-      assert.deepEqual(
-        ours.filter((n) => !scrape.has(n)),
-        [],
-        'sync metrics used but not exported',
-      );
-    } else {
-      // The populator has not landed: hold the names to what it promised.
-      assert.deepEqual(
-        ours.filter((n) => !PROMISED_SYNC_METRICS.includes(n)),
-        [],
-        'not among the promised sync metrics',
-      );
+    assert.deepEqual(
+      ours.filter((n) => !PROMISED_SYNC_METRICS.includes(n)),
+      [],
+      'not among the promised sync metrics',
+    );
+    assert.deepEqual(
+      PROMISED_SYNC_METRICS.filter((n) => !scrape.has(n)),
+      [],
+      'promised sync metrics not exported',
+    );
+    for (const expr of syncExprs) {
+      for (const [metric, labels] of selectorLabels(expr)) {
+        for (const label of labels.filter((l) => !TARGET_LABELS.has(l)))
+          assert.ok(scrape.get(metric)?.has(label), `${metric} has no label ${label}: ${expr}`);
+      }
+    }
+    for (const [metric, labels] of [...scrape].filter(([name]) => isSyncMetric(name))) {
+      assert.ok(labels.has('volume'), `${metric} is per volume`);
     }
     assert.deepEqual(
       [...union(ruleExpressions('alerts.yaml').map(metricNames))].filter(isSyncMetric),

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import {
+  classDefaults,
   parseDuration,
   parseSize,
   parseSourceParameters,
@@ -188,6 +189,24 @@ describe('populator source spec', () => {
       splitSourceParameters({ 'source.type': 'http', syncMode: 'mirror', backend: 'b', onDelete: 'retain' }),
       { source: { 'source.type': 'http', syncMode: 'mirror' }, rest: { backend: 'b', onDelete: 'retain' } },
     );
+  });
+
+  it('allowPVCSource belongs to the populator but is a policy, not part of the spec', () => {
+    assert.deepEqual(splitSourceParameters({ allowPVCSource: 'true', backend: 'b' }), {
+      source: { allowPVCSource: 'true' },
+      rest: { backend: 'b' },
+    });
+    assert.equal(parseSourceParameters({ allowPVCSource: 'true' }), undefined);
+    const spec = parseSourceParameters({
+      allowPVCSource: 'true',
+      'source.type': 'http',
+      'source.http.url': 'https://h/a.tgz',
+    });
+    assert.equal(spec?.http?.url, 'https://h/a.tgz');
+    assert.deepEqual(classDefaults({ syncInterval: '10m', 'limits.maxBytes': '1Gi', 'source.type': 'git' }), {
+      syncInterval: '10m',
+      limits: { maxBytes: '1Gi' },
+    });
   });
 
   it('changes identity when the data source changes, not when the schedule does', () => {

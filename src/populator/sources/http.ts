@@ -43,7 +43,8 @@ export async function syncHttp(ctx: SourceContext): Promise<SourceOutcome> {
   await mkdir(ctx.workDir, { recursive: true });
   const download = join(ctx.workDir, `download-${randomBytes(6).toString('hex')}`);
   try {
-    ctx.progress({ phase: 'downloading' });
+    const length = Number(response.headers.get('content-length'));
+    ctx.progress({ phase: 'downloading', ...(length > 0 ? { totalBytes: length } : {}) });
     const digest = await saveBody(response, download, downloadCap(ctx), ctx);
     const revision = `sha256:${digest}`;
     if (ctx.previous?.revision === revision) return { ...unchanged(ctx.previous), meta };
