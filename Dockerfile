@@ -29,20 +29,26 @@ FROM ${DEBIAN_IMAGE} AS runtime
 #   mount.glusterfs (FUSE client)     glusterfs-client
 #   gluster (quota CLI)               glusterfs-cli
 #   git, ssh, rsync                   git, openssh-client, rsync (the populator's sources)
+#   tar, zstd, gzip, cp               tar, zstd, gzip, coreutils (snapshot archives, restores, clones)
+#   btrfs                             btrfs-progs (local roots on btrfs: subvolumes, qgroups, snapshots)
 #   tini                              PID 1: forwards signals, reaps zombies of mount helpers
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
+      btrfs-progs \
       ca-certificates \
       coreutils \
       git \
       glusterfs-cli \
       glusterfs-client \
+      gzip \
       mount \
       nfs-common \
       openssh-client \
       rsync \
+      tar \
       tini \
       util-linux \
+      zstd \
  && rm -rf /var/lib/apt/lists/*
 # The unprivileged controller runs as 65532; git and ssh refuse a UID without a passwd entry.
 RUN groupadd --system --gid 65532 sharedvolume \

@@ -70,6 +70,7 @@ async function main(): Promise<void> {
           const res = await rpc(csi.controller, 'CreateVolume', {
             name: `bench-${round}-${i}`,
             volume_capabilities: [CAPABILITY],
+            capacity_range: { required_bytes: 1 << 30 },
           });
           ids[i] = res.volume!.volume_id!;
         }),

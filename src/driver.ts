@@ -7,10 +7,15 @@ import { identityService } from './identity/service.js';
 import { DriverMetrics, serveMetrics } from './metrics/registry.js';
 import { VolumeMounts } from './mount/volume-mounts.js';
 import { nodeService } from './node/service.js';
+import { PopulatorRuntime, type PopulatorFlags } from './populator/runtime.js';
 import { grpcAddress, parseEndpoint, prepareUnixSocket } from './rpc/endpoint.js';
 import { wrapService, type RpcRuntime } from './rpc/handler.js';
 import { VolumeLocks } from './rpc/locks.js';
 import { loadCsi } from './rpc/proto.js';
+import { ContentSources } from './volumes/content.js';
+import { snapshotHandlers } from './controller/snapshots.js';
+import { Snapshotter } from './snapshots/snapshotter.js';
+import type { ControllerHandlers } from './generated/csi/v1/Controller.js';
 import { Provisioner } from './volumes/provisioner.js';
 import { VERSION } from './version.js';
 import { unlink } from 'node:fs/promises';
@@ -27,6 +32,8 @@ export interface DriverOptions {
   stateDir: string;
   topology: Record<string, string>;
   logger: Logger;
+  /** Runs the populator (controller side) when set. */
+  populator?: PopulatorFlags;
 }
 
 /** Assembles the services for the chosen mode and serves them on one endpoint. */
@@ -35,6 +42,7 @@ export class Driver {
   private readonly registry: BackendRegistry;
   private readonly metrics = new DriverMetrics();
   private metricsServer: HttpServer | undefined;
+  readonly populator: PopulatorRuntime | undefined;
   private socketPath: string | undefined;
 
   constructor(private readonly options: DriverOptions) {
@@ -61,10 +69,23 @@ export class Driver {
         runtime,
       ),
     );
+    if (controller && options.populator) {
+      const deps = {
+        logger: options.logger,
+        metrics: this.metrics.registry,
+        backends: () => this.registry.all(),
+      };
+      this.populator = new PopulatorRuntime(options.populator, deps);
+    }
     if (controller) {
+      const snapshotter = new Snapshotter(this.registry, options.logger);
+      const provisioner = new Provisioner(this.registry, new ContentSources(this.registry, snapshotter));
       this.server.addService(
         csi.Controller.service,
-        wrapService(controllerService(new Provisioner(this.registry)), runtime),
+        wrapService<ControllerHandlers>(
+          { ...controllerService(provisioner), ...snapshotHandlers(snapshotter) },
+          runtime,
+        ),
       );
     }
     if (options.mode !== 'controller') {
@@ -88,6 +109,7 @@ export class Driver {
         err ? reject(err) : resolve(port),
       ),
     );
+    await this.populator?.start();
     if (this.options.metricsAddress)
       this.metricsServer = await serveMetrics(this.metrics, this.options.metricsAddress);
     this.options.logger.info('serving', {
@@ -104,6 +126,7 @@ export class Driver {
     await new Promise<void>((resolve) =>
       this.metricsServer ? this.metricsServer.close(() => resolve()) : resolve(),
     );
+    await this.populator?.stop();
     await this.registry.close();
     if (this.socketPath) await unlink(this.socketPath).catch(() => undefined);
   }

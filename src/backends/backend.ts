@@ -14,6 +14,12 @@ export interface ShareParams {
   mountOptions: string[];
 }
 
+/** Where a volume's initial content comes from: CreateVolume's volume_content_source. */
+export interface ContentSource {
+  kind: 'volume' | 'snapshot';
+  id: string;
+}
+
 export interface VolumeRecord {
   version: 1;
   name: string;
@@ -24,6 +30,8 @@ export interface VolumeRecord {
   onDelete: OnDelete;
   mountOptions: string[];
   createdAt: string;
+  /** Set for clones and restores; part of the idempotency check. */
+  contentSource?: ContentSource;
 }
 
 export interface Capacity {
@@ -39,6 +47,28 @@ export interface CreateShareInput {
   capacityBytes: number;
   parameters: Record<string, string>;
   share: ShareParams;
+  contentSource?: ContentSource;
+}
+
+/** How a new volume gets its content: a copy of a directory tree, or whatever `write` puts into it. */
+export type Filling =
+  { kind: 'copy'; from: string } | { kind: 'write'; write: (dir: string) => Promise<void> };
+
+/** Byte usage of a mounted volume, for NodeGetVolumeStats where statfs does not show the limit. */
+export interface VolumeUsage {
+  totalBytes: number;
+  usedBytes: number;
+  availableBytes: number;
+}
+
+/** Read-only point-in-time copies made by the storage itself: btrfs today, CephFS later. */
+export interface NativeSnapshots {
+  readonly kind: string;
+  /** Whether this volume directory can be snapshotted natively (a btrfs subvolume, for example). */
+  supports(volumeDir: string): Promise<boolean>;
+  /** Makes a read-only snapshot of `volumeDir` at `target`, which must not exist yet. */
+  create(volumeDir: string, target: string): Promise<void>;
+  remove(target: string): Promise<void>;
 }
 
 /**
@@ -57,6 +87,17 @@ export interface Backend {
   probe(): Promise<void>;
   capacity(): Promise<Capacity>;
   createShare(input: CreateShareInput): Promise<VolumeRecord>;
+  /** Creates a volume whose content is filled in a staging directory before it appears under its path. */
+  createFilledShare(input: CreateShareInput, filling: Filling): Promise<VolumeRecord>;
+  /** Raises the capacity: always in the record, and in the enforced limit where the backend has one. */
+  expandShare(path: string, capacityBytes: number): Promise<VolumeRecord>;
+  /** The volume's directory as this controller reaches it. */
+  shareDirectory(record: VolumeRecord): Promise<string>;
+  /** A directory on the backend outside every volume, for the driver's own data (snapshots). */
+  metadataDirectory(): Promise<string>;
+  readonly nativeSnapshots?: NativeSnapshots;
+  /** Node side: usage of a mounted volume where statfs does not show its limit (btrfs qgroups). */
+  volumeUsage?(mountedPath: string): Promise<VolumeUsage | undefined>;
   /** Returns false when there was nothing to delete. */
   deleteShare(path: string): Promise<boolean>;
   getRecord(path: string): Promise<VolumeRecord | undefined>;

@@ -1,20 +1,10 @@
 import { createHash, randomUUID } from 'node:crypto';
-import {
-  chmod,
-  link,
-  mkdir,
-  readFile,
-  readdir,
-  rename,
-  rm,
-  rmdir,
-  statfs,
-  unlink,
-  writeFile,
-} from 'node:fs/promises';
+import * as fs from 'node:fs';
+import { promisify } from 'node:util';
 import { dirname, join, basename } from 'node:path';
-import { alreadyExists } from '../rpc/errors.js';
-import type { Capacity, CreateShareInput, VolumeRecord } from './backend.js';
+import { alreadyExists, notFound } from '../rpc/errors.js';
+import type { Capacity, CreateShareInput, Filling, VolumeRecord } from './backend.js';
+import { copyTree, removeTree } from './shared/tree.js';
 
 /** Where the share root is reachable on this host, mounted with the given options if need be. */
 export type RootProvider = (mountOptions: string[]) => Promise<string>;
@@ -24,7 +14,29 @@ export interface ShareHooks {
   afterCreate?(path: string, record: VolumeRecord): Promise<void>;
   beforeDelete?(path: string, record: VolumeRecord): Promise<void>;
   capacity?(root: string): Promise<Capacity | undefined>;
+  /** Makes a volume directory (default: mkdir); fails with EEXIST when the path is taken. */
+  makeDirectory?(dir: string): Promise<void>;
+  /** Makes `target` (missing) a copy of the tree at `source` (default: cp -a, reflinked where possible). */
+  copyTree?(source: string, target: string): Promise<void>;
+  /** Raises the enforced limit to the record's new capacity. */
+  expand?(path: string, record: VolumeRecord): Promise<void>;
+  /** Removes a volume directory for good, if it exists (default: rm -rf). */
+  purge?(dir: string): Promise<void>;
 }
+
+// Callback-style fs, promisified: on this hot path fs/promises' FileHandle bookkeeping costs 2-3x the CPU.
+const chmod = promisify(fs.chmod);
+const lstat = promisify(fs.lstat);
+const mkdir = promisify(fs.mkdir);
+const readFile = promisify(fs.readFile);
+const readdir = promisify(fs.readdir);
+const readlink = promisify(fs.readlink);
+const rename = promisify(fs.rename);
+const rmdir = promisify(fs.rmdir);
+const statfs = promisify(fs.statfs);
+const symlink = promisify(fs.symlink);
+const unlink = promisify(fs.unlink);
+const writeFile = promisify(fs.writeFile);
 
 const META = '.sharedvolume';
 const key = (value: string) => createHash('sha256').update(value).digest('hex');
@@ -36,11 +48,12 @@ function isErrno(err: unknown, code: string): boolean {
 /**
  * One directory per volume under a share root, with per-volume records kept beside the volumes in
  * `.sharedvolume/` (never inside a volume, where pods would see them). Every step is atomic
- * (link, rename) so a crash leaves either a whole volume or something the next call completes or undoes.
+ * (exclusive create, symlink, rename) so a crash leaves either a whole volume or something the next call completes or undoes.
  */
 export class DirectoryShares {
   private readonly prepared = new Map<string, Promise<void>>();
   private readonly purges = new Set<Promise<void>>();
+  private capacityCache: { at: number; value: Promise<Capacity> } | undefined;
 
   constructor(
     private readonly root: RootProvider,
@@ -52,7 +65,9 @@ export class DirectoryShares {
     let ready = this.prepared.get(root);
     if (!ready) {
       ready = Promise.all(
-        ['records', 'names', 'trash', 'tmp'].map((dir) => mkdir(join(root, META, dir), { recursive: true })),
+        ['records', 'names', 'trash', 'tmp', 'staging'].map((dir) =>
+          mkdir(join(root, META, dir), { recursive: true }),
+        ),
       ).then(() => this.purgeTrash(root));
       this.prepared.set(root, ready);
       ready.catch(() => this.prepared.delete(root));
@@ -69,23 +84,26 @@ export class DirectoryShares {
     return join(root, META, 'names', key(name));
   }
 
-  private async writeAtomic(root: string, file: string, content: string, exclusive: boolean): Promise<void> {
+  /** Replaces a file in one rename, so readers see the old or the new content, never a mix. */
+  private async writeAtomic(root: string, file: string, content: string): Promise<void> {
     const tmp = join(root, META, 'tmp', randomUUID());
     await writeFile(tmp, content);
-    try {
-      if (exclusive) await link(tmp, file);
-      else await rename(tmp, file);
-    } finally {
-      if (exclusive) await unlink(tmp).catch(() => undefined);
-    }
+    await rename(tmp, file);
   }
 
+  /** A record cut short by a crash (empty or partial JSON) reads as absent: its create never committed. */
   private async readRecordFile(file: string): Promise<VolumeRecord | undefined> {
+    let text: string;
     try {
-      return JSON.parse(await readFile(file, 'utf8')) as VolumeRecord;
+      text = await readFile(file, 'utf8');
     } catch (err) {
       if (isErrno(err, 'ENOENT')) return undefined;
       throw err;
+    }
+    try {
+      return JSON.parse(text) as VolumeRecord;
+    } catch {
+      return undefined;
     }
   }
 
@@ -97,7 +115,7 @@ export class DirectoryShares {
     const root = await this.layout();
     let path: string;
     try {
-      path = await readFile(this.nameFile(root, name), 'utf8');
+      path = await readlink(this.nameFile(root, name));
     } catch (err) {
       if (isErrno(err, 'ENOENT')) return undefined;
       throw err;
@@ -123,50 +141,154 @@ export class DirectoryShares {
   async create(input: CreateShareInput): Promise<VolumeRecord> {
     const root = await this.layout(input.share.mountOptions);
     const recordFile = this.recordFile(root, input.path);
-    const record: VolumeRecord = {
-      version: 1,
-      name: input.name,
-      path: input.path,
-      capacityBytes: input.capacityBytes,
-      parameters: input.parameters,
-      onDelete: input.share.onDelete,
-      mountOptions: input.share.mountOptions,
-      createdAt: new Date().toISOString(),
-    };
+    const record = newRecord(input);
     const resumed = await this.claim(root, recordFile, record);
     const dir = join(root, input.path);
     let madeDir = false;
     try {
-      madeDir = await this.makeDirectory(dir, resumed);
+      madeDir = await this.makeDirectory(dir, input.path, resumed);
       if (input.share.mountPermissions !== undefined) await chmod(dir, input.share.mountPermissions);
       await this.hooks.afterCreate?.(input.path, record);
-      await this.writeAtomic(root, this.nameFile(root, input.name), input.path, false);
+      await this.commitName(root, input.name, input.path);
       return resumed ?? record;
     } catch (err) {
-      if (madeDir || resumed) await rm(dir, { recursive: true, force: true });
+      if (madeDir || resumed) await this.removeDirectory(dir);
       await this.removeEmptyParents(root, dirname(input.path));
       await unlink(recordFile).catch(() => undefined);
       throw err;
     }
   }
 
-  /** Returns the existing record when a previous attempt for the same name crashed midway. */
+  /**
+   * Creates a volume with content (clone, restore). The content goes into a staging directory first;
+   * only a complete copy is claimed, renamed into place and committed, so no failure or crash leaves
+   * a half-filled volume under the path. Staging leftovers of a crash are purged at the next start.
+   */
+  async createFilled(input: CreateShareInput, filling: Filling): Promise<VolumeRecord> {
+    const existing = await this.findByName(input.name);
+    if (existing) return existing;
+    const root = await this.layout(input.share.mountOptions);
+    const staging = join(root, META, 'staging', key(input.name));
+    await this.removeDirectory(staging);
+    try {
+      if (filling.kind === 'copy') {
+        await (this.hooks.copyTree
+          ? this.hooks.copyTree(filling.from, staging)
+          : copyTree(filling.from, staging));
+      } else {
+        await this.makeOneDirectory(staging);
+        await filling.write(staging);
+      }
+      if (input.share.mountPermissions !== undefined) await chmod(staging, input.share.mountPermissions);
+      return await this.commitFilled(root, input, staging);
+    } finally {
+      await this.removeDirectory(staging);
+    }
+  }
+
+  private async commitFilled(root: string, input: CreateShareInput, staging: string): Promise<VolumeRecord> {
+    const recordFile = this.recordFile(root, input.path);
+    const record = newRecord(input);
+    const resumed = await this.claim(root, recordFile, record);
+    const dir = join(root, input.path);
+    let moved = false;
+    try {
+      if (dirname(input.path) !== '.') await mkdir(dirname(dir), { recursive: true });
+      if (!(await pathExists(dir))) {
+        await rename(staging, dir);
+        moved = true;
+      } else if (!resumed) {
+        throw alreadyExists(
+          `directory "${basename(dir)}" already exists on the backend and is not a volume of this driver`,
+        );
+      }
+      // else an earlier attempt moved its complete copy into place and stopped before the commit.
+      await this.hooks.afterCreate?.(input.path, resumed ?? record);
+      await this.commitName(root, input.name, input.path);
+      return resumed ?? record;
+    } catch (err) {
+      if (moved || resumed) await this.removeDirectory(dir);
+      await this.removeEmptyParents(root, dirname(input.path));
+      await unlink(recordFile).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private async makeOneDirectory(dir: string): Promise<void> {
+    await (this.hooks.makeDirectory ? this.hooks.makeDirectory(dir) : mkdir(dir));
+  }
+
+  private removeDirectory(dir: string): Promise<void> {
+    return this.hooks.purge ? this.hooks.purge(dir) : removeTree(dir);
+  }
+
+  /**
+   * Raises the recorded capacity. The hook raises the enforced limit first, so that a crash in between
+   * leaves a limit at least as high as the record and a retry converges. A volume created without a
+   * capacity has no limit, which no expansion needs to raise.
+   */
+  async expand(path: string, capacityBytes: number): Promise<VolumeRecord> {
+    const record = await this.getRecord(path);
+    if (!record) throw notFound(`volume "${path}" does not exist`);
+    if (record.capacityBytes === 0 || capacityBytes <= record.capacityBytes) return record;
+    const root = await this.layout(record.mountOptions);
+    const expanded: VolumeRecord = { ...record, capacityBytes };
+    await this.hooks.expand?.(path, expanded);
+    await this.writeAtomic(root, this.recordFile(root, path), JSON.stringify(expanded));
+    return expanded;
+  }
+
+  /** The volume's directory, reached with the mount options it was created with. */
+  async directory(record: VolumeRecord): Promise<string> {
+    return join(await this.layout(record.mountOptions), record.path);
+  }
+
+  /** `.sharedvolume/` itself: beside the volumes and inside none, for the driver's own data. */
+  async metadataDirectory(): Promise<string> {
+    return join(await this.layout(), META);
+  }
+
+  /**
+   * Claims the path with an exclusive create. Returns the existing record when a previous attempt for
+   * the same name crashed midway; takes over a record a crash left unreadable.
+   */
   private async claim(root: string, file: string, record: VolumeRecord): Promise<VolumeRecord | undefined> {
     try {
-      await this.writeAtomic(root, file, JSON.stringify(record), true);
+      await writeFile(file, JSON.stringify(record), { flag: 'wx' });
       return undefined;
     } catch (err) {
       if (!isErrno(err, 'EEXIST')) throw err;
     }
     const existing = await this.readRecordFile(file);
-    if (existing && existing.name === record.name) return existing;
-    throw alreadyExists(`directory "${record.path}" already belongs to volume "${existing?.name ?? '?'}"`);
+    if (!existing) {
+      await this.writeAtomic(root, file, JSON.stringify(record));
+      return undefined;
+    }
+    if (existing.name === record.name) return existing;
+    throw alreadyExists(`directory "${record.path}" already belongs to volume "${existing.name}"`);
   }
 
-  private async makeDirectory(dir: string, resumed: VolumeRecord | undefined): Promise<boolean> {
-    await mkdir(dirname(dir), { recursive: true });
+  /** The commit point of a create: a symlink from the name to the path, made in one syscall. */
+  private async commitName(root: string, name: string, path: string): Promise<void> {
+    const file = this.nameFile(root, name);
     try {
-      await mkdir(dir);
+      await symlink(path, file);
+    } catch (err) {
+      if (!isErrno(err, 'EEXIST')) throw err;
+      if ((await readlink(file)) === path) return;
+      await unlink(file);
+      await symlink(path, file);
+    }
+  }
+
+  private async makeDirectory(
+    dir: string,
+    path: string,
+    resumed: VolumeRecord | undefined,
+  ): Promise<boolean> {
+    if (dirname(path) !== '.') await mkdir(dirname(dir), { recursive: true });
+    try {
+      await this.makeOneDirectory(dir);
       return true;
     } catch (err) {
       if (!isErrno(err, 'EEXIST')) throw err;
@@ -233,21 +355,24 @@ export class DirectoryShares {
   private async unlinkNameIfOurs(root: string, record: VolumeRecord): Promise<void> {
     const file = this.nameFile(root, record.name);
     try {
-      if ((await readFile(file, 'utf8')) === record.path) await unlink(file);
+      if ((await readlink(file)) === record.path) await unlink(file);
     } catch (err) {
       if (!isErrno(err, 'ENOENT')) throw err;
     }
   }
 
   private purgeInBackground(path: string): void {
-    const purge = rm(path, { recursive: true, force: true }).catch(() => undefined);
+    const purge = this.removeDirectory(path).catch(() => undefined);
     this.purges.add(purge);
     void purge.finally(() => this.purges.delete(purge));
   }
 
+  /** Purges deleted volumes and the staging directories of fills a crash interrupted. */
   private async purgeTrash(root: string): Promise<void> {
-    const trash = join(root, META, 'trash');
-    for (const entry of await readdir(trash)) this.purgeInBackground(join(trash, entry));
+    for (const dir of ['trash', 'staging']) {
+      const parent = join(root, META, dir);
+      for (const entry of await readdir(parent)) this.purgeInBackground(join(parent, entry));
+    }
   }
 
   async list(after: string | undefined, limit: number): Promise<VolumeRecord[]> {
@@ -266,7 +391,18 @@ export class DirectoryShares {
     return records;
   }
 
-  async capacity(): Promise<Capacity> {
+  /** Capacity, re-read at most once a second: CreateVolume checks it on every call. */
+  capacity(): Promise<Capacity> {
+    const now = Date.now();
+    if (!this.capacityCache || now - this.capacityCache.at > 1000) {
+      const value = this.readCapacity();
+      this.capacityCache = { at: now, value };
+      value.catch(() => (this.capacityCache = undefined));
+    }
+    return this.capacityCache.value;
+  }
+
+  private async readCapacity(): Promise<Capacity> {
     const root = await this.layout();
     const fromHook = await this.hooks.capacity?.(root);
     if (fromHook) return fromHook;
@@ -283,11 +419,39 @@ export class DirectoryShares {
   }
 }
 
+function newRecord(input: CreateShareInput): VolumeRecord {
+  return {
+    version: 1,
+    name: input.name,
+    path: input.path,
+    capacityBytes: input.capacityBytes,
+    parameters: input.parameters,
+    onDelete: input.share.onDelete,
+    mountOptions: input.share.mountOptions,
+    createdAt: new Date().toISOString(),
+    ...(input.contentSource ? { contentSource: input.contentSource } : {}),
+  };
+}
+
+async function pathExists(path: string): Promise<boolean> {
+  try {
+    await lstat(path);
+    return true;
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return false;
+    throw err;
+  }
+}
+
 /** The Backend methods that a directory-per-volume backend delegates to its DirectoryShares. */
 export function directoryBackendMethods(shares: DirectoryShares) {
   return {
     capacity: () => shares.capacity(),
     createShare: (input: CreateShareInput) => shares.create(input),
+    createFilledShare: (input: CreateShareInput, filling: Filling) => shares.createFilled(input, filling),
+    expandShare: (path: string, capacityBytes: number) => shares.expand(path, capacityBytes),
+    shareDirectory: (record: VolumeRecord) => shares.directory(record),
+    metadataDirectory: () => shares.metadataDirectory(),
     deleteShare: (path: string) => shares.delete(path),
     getRecord: (path: string) => shares.getRecord(path),
     findByName: (name: string) => shares.findByName(name),

@@ -3,11 +3,28 @@ import { glusterParamsSchema } from './glusterfs/index.js';
 import { localParamsSchema } from './local/index.js';
 import { nfsParamsSchema } from './nfs/index.js';
 
-/** StorageClass parameter schemas per backend kind, in the order the docs list them. */
-export const PARAMETER_SCHEMAS: { kind: string; schema: z.ZodObject }[] = [
-  { kind: 'local', schema: localParamsSchema },
-  { kind: 'nfs', schema: nfsParamsSchema },
-  { kind: 'glusterfs', schema: glusterParamsSchema },
+/**
+ * StorageClass parameter schemas per backend kind, in the order the docs list them, each with what
+ * happens to a PVC's requested size there (docs/capacity.md has the details).
+ */
+export const PARAMETER_SCHEMAS: { kind: string; schema: z.ZodObject; capacity: string }[] = [
+  {
+    kind: 'local',
+    schema: localParamsSchema,
+    capacity:
+      'enforced when the root is on btrfs with quota enabled (each volume is a subvolume with a qgroup limit; writes past it fail with EDQUOT); on any other file system recorded and reported, **not enforced**.',
+  },
+  {
+    kind: 'nfs',
+    schema: nfsParamsSchema,
+    capacity: 'recorded and reported, **not enforced**: NFS has no per-directory quota the driver can set.',
+  },
+  {
+    kind: 'glusterfs',
+    schema: glusterParamsSchema,
+    capacity:
+      'enforced with a hard directory quota (instance setting `quota: true`, the default); writes past it fail with EDQUOT.',
+  },
 ];
 
 interface JsonProperty {
@@ -42,9 +59,10 @@ export function parameterTable(schema: z.ZodObject): string {
 }
 
 export function parameterDocs(): string {
-  return PARAMETER_SCHEMAS.map(({ kind, schema }) => `### \`${kind}\`\n\n${parameterTable(schema)}\n`).join(
-    '\n',
-  );
+  return PARAMETER_SCHEMAS.map(
+    ({ kind, schema, capacity }) =>
+      `### \`${kind}\`\n\nCapacity: ${capacity} Expansion raises it the same way.\n\n${parameterTable(schema)}\n`,
+  ).join('\n');
 }
 
 export const BEGIN_MARKER = '<!-- BEGIN GENERATED PARAMETERS: npm run docs:params -->';

@@ -1,9 +1,18 @@
 import type { ControllerHandlers } from '../generated/csi/v1/Controller.js';
 import type { Volume as CsiVolume } from '../generated/csi/v1/Volume.js';
+import type { VolumeContentSource__Output } from '../generated/csi/v1/VolumeContentSource.js';
+import type { ContentSource } from '../backends/backend.js';
+import { SNAPSHOT_CAPABILITIES } from './snapshots.js';
 import type { ServiceSpecs } from '../rpc/handler.js';
 import { invalidArgument } from '../rpc/errors.js';
 import { fingerprintParameters } from '../backends/params.js';
-import { capabilityProblem, int64, required, requireCapabilities } from '../rpc/validate.js';
+import {
+  capabilityProblem,
+  int64,
+  required,
+  requireCapabilities,
+  requireCapability,
+} from '../rpc/validate.js';
 import type { Provisioner, Volume, VolumeCondition } from '../volumes/provisioner.js';
 
 const CAPABILITIES = [
@@ -13,14 +22,42 @@ const CAPABILITIES = [
   'GET_VOLUME',
   'VOLUME_CONDITION',
   'SINGLE_NODE_MULTI_WRITER',
+  'CLONE_VOLUME',
+  'EXPAND_VOLUME',
+  ...SNAPSHOT_CAPABILITIES,
 ] as const;
 
 function toCsiVolume(volume: Volume): CsiVolume {
+  const source = volume.record.contentSource;
   return {
     volume_id: volume.id,
     capacity_bytes: volume.record.capacityBytes,
     volume_context: volume.context,
+    // external-provisioner refuses a restored or cloned volume whose answer does not name its source.
+    ...(source
+      ? {
+          content_source:
+            source.kind === 'snapshot'
+              ? { snapshot: { snapshot_id: source.id } }
+              : { volume: { volume_id: source.id } },
+        }
+      : {}),
   };
+}
+
+function contentSource(source: VolumeContentSource__Output | null): ContentSource | undefined {
+  if (!source) return undefined;
+  if (source.snapshot)
+    return {
+      kind: 'snapshot',
+      id: required(source.snapshot.snapshot_id, 'volume_content_source.snapshot.snapshot_id'),
+    };
+  if (source.volume)
+    return {
+      kind: 'volume',
+      id: required(source.volume.volume_id, 'volume_content_source.volume.volume_id'),
+    };
+  throw invalidArgument('volume_content_source names neither a snapshot nor a volume');
 }
 
 const toCsiCondition = (condition: VolumeCondition) => ({
@@ -33,18 +70,35 @@ export function controllerService(provisioner: Provisioner): ServiceSpecs<Contro
   return {
     CreateVolume: {
       volume: (req) => req.name,
-      handle: async (req) => {
+      handle: async (req, call) => {
         const name = required(req.name, 'name');
         requireCapabilities(req.volume_capabilities);
-        if (req.volume_content_source)
-          throw invalidArgument('volume_content_source is not supported by this driver version');
         if (Object.keys(req.mutable_parameters).length > 0)
           throw invalidArgument('mutable_parameters are not supported');
         const capacity = {
           requiredBytes: int64(req.capacity_range?.required_bytes, 'capacity_range.required_bytes'),
           limitBytes: int64(req.capacity_range?.limit_bytes, 'capacity_range.limit_bytes'),
         };
-        return { volume: toCsiVolume(await provisioner.create(name, capacity, req.parameters)) };
+        const source = contentSource(req.volume_content_source);
+        const content = source ? { source, secrets: req.secrets } : undefined;
+        return {
+          volume: toCsiVolume(await provisioner.create(name, capacity, req.parameters, content, call)),
+        };
+      },
+    },
+
+    ControllerExpandVolume: {
+      volume: (req) => req.volume_id,
+      handle: async (req) => {
+        const id = required(req.volume_id, 'volume_id');
+        if (req.volume_capability) requireCapability(req.volume_capability);
+        if (!req.capacity_range) throw invalidArgument('capacity_range is required');
+        const capacity = {
+          requiredBytes: int64(req.capacity_range.required_bytes, 'capacity_range.required_bytes'),
+          limitBytes: int64(req.capacity_range.limit_bytes, 'capacity_range.limit_bytes'),
+        };
+        // Shared file systems grow on the server: nothing for the node to do.
+        return { capacity_bytes: await provisioner.expand(id, capacity), node_expansion_required: false };
       },
     },
 

@@ -28,6 +28,8 @@ export function identityService(
   const capabilities = [
     ...(options.controller ? [{ service: { type: 'CONTROLLER_SERVICE' as const } }] : []),
     ...(options.topology ? [{ service: { type: 'VOLUME_ACCESSIBILITY_CONSTRAINTS' as const } }] : []),
+    // ControllerExpandVolume raises the limit while pods use the volume; no node step follows.
+    ...(options.controller ? [{ volume_expansion: { type: 'ONLINE' as const } }] : []),
   ];
   return {
     GetPluginInfo: {

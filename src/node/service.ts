@@ -100,15 +100,34 @@ export function nodeService(
     NodeGetVolumeStats: {
       quiet: true,
       handle: async (req) => {
-        required(req.volume_id, 'volume_id');
+        const id = required(req.volume_id, 'volume_id');
         const path = required(req.volume_path, 'volume_path');
         const { health, mounted } = await mounts.stats(path);
         if (health.state !== 'ok')
           return { usage: [], volume_condition: { abnormal: true, message: health.message } };
         const s = health.stats;
+        // Where statfs shows the whole file system (btrfs), the backend knows the volume's own limit;
+        // if it cannot tell, the file system's figures are still the truth about the path.
+        const ref = parseVolumeId(id);
+        const usage =
+          ref &&
+          backends
+            .get(ref.instance)
+            ?.volumeUsage?.(path)
+            .catch(() => undefined);
+        const bytes = (await usage) || {
+          totalBytes: s.totalBytes,
+          availableBytes: s.availableBytes,
+          usedBytes: s.usedBytes,
+        };
         return {
           usage: [
-            { unit: 'BYTES', total: s.totalBytes, available: s.availableBytes, used: s.usedBytes },
+            {
+              unit: 'BYTES',
+              total: bytes.totalBytes,
+              available: bytes.availableBytes,
+              used: bytes.usedBytes,
+            },
             { unit: 'INODES', total: s.totalInodes, available: s.freeInodes, used: s.usedInodes },
           ],
           volume_condition: mounted

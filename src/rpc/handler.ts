@@ -17,13 +17,21 @@ export interface RpcRuntime {
   locks: VolumeLocks;
 }
 
+/** What a handler may know about the call beyond its request. */
+export interface CallContext {
+  /** When the caller stops waiting, in ms since the epoch; Infinity when it set no deadline. */
+  deadline: number;
+  /** Aborted when the caller cancels the call (or its deadline passes). */
+  signal: AbortSignal;
+}
+
 /** What a service declares per RPC; the wrapper supplies everything cross-cutting. */
 export interface RpcSpec<Req, Res> {
   /** The volume (id, or name for CreateVolume) the call works on: lock key and log field. */
   volume?: (req: Req) => string | undefined;
   /** Log successful calls at debug instead of info (probes and capability queries). */
   quiet?: boolean;
-  handle: (req: Req) => Promise<Res>;
+  handle: (req: Req, call: CallContext) => Promise<Res>;
 }
 
 type SpecFor<H> = H extends handleUnaryCall<infer Req, infer Res> ? RpcSpec<Req, Res> : never;
@@ -38,6 +46,23 @@ function secretValues(request: unknown): string[] {
   return secrets ? Object.values(secrets) : [];
 }
 
+/** The call's deadline, and a cancellation signal made only for handlers that ask for it (most never do). */
+function callContext(call: ServerUnaryCall<unknown, unknown>): CallContext {
+  const deadline = call.getDeadline();
+  let cancelled: AbortController | undefined;
+  return {
+    deadline: deadline instanceof Date ? deadline.getTime() : deadline,
+    get signal() {
+      if (!cancelled) {
+        const controller = (cancelled = new AbortController());
+        if (call.cancelled) controller.abort();
+        else call.once('cancelled', () => controller.abort());
+      }
+      return cancelled.signal;
+    },
+  };
+}
+
 /**
  * Wraps one RPC with the cross-cutting concerns, in one place: per-volume lock (ABORTED when held),
  * error-to-status mapping, secret scrubbing, one log line and metrics. Requests are never logged whole.
@@ -50,12 +75,13 @@ export function wrapRpc<Req, Res>(
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
     const started = process.hrtime.bigint();
     const request = call.request;
+    const context = callContext(call);
     let volume: string | undefined;
     const run = async () => {
       volume = spec.volume?.(request) || undefined;
       const release = volume ? rt.locks.acquire(volume) : undefined;
       try {
-        return await spec.handle(request);
+        return await spec.handle(request, context);
       } finally {
         release?.();
       }

@@ -1,4 +1,4 @@
-import type { Backend, VolumeRecord } from '../backends/backend.js';
+import type { Backend, ContentSource, CreateShareInput, VolumeRecord } from '../backends/backend.js';
 import type { BackendRegistry } from '../backends/registry.js';
 import { fingerprintParameters } from '../backends/params.js';
 import { MOUNT_OPTIONS_CONTEXT } from '../backends/nfs/index.js';
@@ -10,12 +10,21 @@ import {
   notFound,
   outOfRange,
 } from '../rpc/errors.js';
+import type { CallContext } from '../rpc/handler.js';
+import type { ContentSources } from './content.js';
+import { Operations } from './operations.js';
 import { renderSubDir } from './template.js';
 import { formatVolumeId, parseVolumeId, type VolumeRef } from './volume-id.js';
 
 export interface CapacityRequest {
   requiredBytes: number;
   limitBytes: number;
+}
+
+/** CreateVolume's volume_content_source, with the call's secrets (a snapshot store may need them). */
+export interface ContentRequest {
+  source: ContentSource;
+  secrets: Record<string, string>;
 }
 
 export interface Volume {
@@ -58,7 +67,11 @@ const LIST_TOKEN_PREFIX = 'v1:';
 
 /** The controller's domain: volumes on backends, free of CSI message shapes. */
 export class Provisioner {
-  constructor(private readonly backends: BackendRegistry) {}
+  constructor(
+    private readonly backends: BackendRegistry,
+    private readonly content?: ContentSources,
+    private readonly operations = new Operations(),
+  ) {}
 
   private toVolume(backend: Backend, record: VolumeRecord): Volume {
     return {
@@ -82,33 +95,118 @@ export class Provisioner {
     return backend;
   }
 
-  async create(name: string, capacity: CapacityRequest, parameters: Record<string, string>): Promise<Volume> {
+  async create(
+    name: string,
+    capacity: CapacityRequest,
+    parameters: Record<string, string>,
+    content?: ContentRequest,
+    call?: CallContext,
+  ): Promise<Volume> {
     const backend = this.backendFor(parameters);
     const share = backend.parseParameters(parameters);
     const capacityBytes = resolveCapacity(capacity);
     const fingerprint = fingerprintParameters(parameters);
+    const source = content?.source;
     const existing = await backend.findByName(name);
-    if (existing) return this.toVolume(backend, this.checkCompatible(existing, capacity, fingerprint));
+    if (existing)
+      return this.toVolume(backend, this.checkCompatible(existing, capacity, fingerprint, source));
 
     const path = renderSubDir(share.subDir, name, parameters);
     formatVolumeId({ instance: backend.instance, path });
+    if (content) {
+      const input = {
+        name,
+        path,
+        capacityBytes,
+        parameters: fingerprint,
+        share,
+        contentSource: content.source,
+      };
+      const record = await this.createWithContent(backend, input, content, call);
+      return this.toVolume(backend, this.checkCompatible(record, capacity, fingerprint, source));
+    }
+    if (capacityBytes > 0) await this.checkFits(backend, capacityBytes);
+    const record = await backend.createShare({ name, path, capacityBytes, parameters: fingerprint, share });
+    return this.toVolume(backend, this.checkCompatible(record, capacity, fingerprint));
+  }
+
+  /** A backend that only records capacity cannot hold a volume larger than itself. */
+  private async checkFits(backend: Backend, capacityBytes: number): Promise<void> {
     const { totalBytes, enforced } = await backend.capacity();
     if (capacityBytes > totalBytes && !enforced) {
       throw outOfRange(
         `requested ${capacityBytes} bytes, but backend ${backend.instance} has ${totalBytes} bytes in all`,
       );
     }
-    const record = await backend.createShare({ name, path, capacityBytes, parameters: fingerprint, share });
-    return this.toVolume(backend, this.checkCompatible(record, capacity, fingerprint));
+  }
+
+  /**
+   * Clone or restore: the source is resolved (NOT_FOUND, OUT_OF_RANGE) before anything is made; the
+   * copy runs as an operation that outlives this call, answered ABORTED until it is done.
+   */
+  private async createWithContent(
+    backend: Backend,
+    input: CreateShareInput,
+    content: ContentRequest,
+    call: CallContext | undefined,
+  ): Promise<VolumeRecord> {
+    return this.operations.run(
+      `CreateVolume/${input.name}`,
+      async () => {
+        if (!this.content) throw invalidArgument('volume_content_source is not supported');
+        const resolved = await this.content.resolve(content.source, content.secrets);
+        const capacityBytes = input.capacityBytes || resolved.sizeBytes;
+        if (capacityBytes < resolved.sizeBytes) {
+          throw outOfRange(
+            `requested ${capacityBytes} bytes, but the ${content.source.kind} "${content.source.id}" needs at least ${resolved.sizeBytes}`,
+          );
+        }
+        if (capacityBytes > 0) await this.checkFits(backend, capacityBytes);
+        return async () => {
+          // A call that found no record may race the commit of the work it would have joined.
+          const done = await backend.findByName(input.name);
+          return done ?? backend.createFilledShare({ ...input, capacityBytes }, resolved.filling);
+        };
+      },
+      call,
+    );
+  }
+
+  /**
+   * Raises a volume's capacity. A request at or below the current capacity is already satisfied
+   * (volumes never shrink); a limit below it cannot be met. Returns the capacity after the call; a
+   * volume created without a capacity has no limit and satisfies any request.
+   */
+  async expand(id: string, capacity: CapacityRequest): Promise<number> {
+    if (capacity.requiredBytes === 0 && capacity.limitBytes === 0) {
+      throw invalidArgument('capacity_range is required');
+    }
+    const wanted = resolveCapacity(capacity);
+    const found = this.resolve(id);
+    const record = found && (await found.backend.getRecord(found.ref.path));
+    if (!found || !record) throw notFound(`volume "${id}" does not exist`);
+    if (record.capacityBytes === 0) return wanted;
+    if (capacity.limitBytes > 0 && record.capacityBytes > capacity.limitBytes) {
+      throw outOfRange(
+        `volume "${id}" already has ${record.capacityBytes} bytes, more than limit_bytes ${capacity.limitBytes}: volumes cannot shrink`,
+      );
+    }
+    if (wanted <= record.capacityBytes) return record.capacityBytes;
+    await this.checkFits(found.backend, wanted);
+    return (await found.backend.expandShare(record.path, wanted)).capacityBytes;
   }
 
   private checkCompatible(
     record: VolumeRecord,
     capacity: CapacityRequest,
     fingerprint: Record<string, string>,
+    source?: ContentSource,
   ) {
     if (!sameParameters(record.parameters, fingerprint)) {
       throw alreadyExists(`volume "${record.name}" already exists with different parameters`);
+    }
+    if (record.contentSource?.kind !== source?.kind || record.contentSource?.id !== source?.id) {
+      throw alreadyExists(`volume "${record.name}" already exists with a different content source`);
     }
     if (!satisfies(record.capacityBytes, capacity)) {
       throw alreadyExists(

@@ -22,7 +22,9 @@ export class ProcessGroup {
   /** SIGTERM everything started, newest first; SIGKILL what is still alive after `graceMs`. */
   async stopAll(graceMs = 5000): Promise<void> {
     const all = [
-      ...this.children.filter((c) => c.child.pid !== undefined && c.child.exitCode === null).map((c) => c.child.pid!),
+      ...this.children
+        .filter((c) => c.child.pid !== undefined && c.child.exitCode === null)
+        .map((c) => c.child.pid!),
       ...this.pids.map((p) => p.pid),
     ].reverse();
     for (const pid of all) signal(pid, 'SIGTERM');

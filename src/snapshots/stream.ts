@@ -1,0 +1,358 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { open } from 'node:fs/promises';
+import { Transform, type Readable, type Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+/**
+ * Snapshot archives as streams: GNU tar reads or writes the tree and a compressor runs beside it,
+ * joined by a pipe. Into and out of files, the tools do all the I/O and the driver only hashes the file
+ * with one reused buffer; into and out of other streams (S3), the driver moves the compressed bytes,
+ * hashing them on the way. Either way memory stays constant whatever the volume size.
+ */
+
+export const COMPRESSIONS = ['zstd', 'gzip', 'none'] as const;
+export type Compression = (typeof COMPRESSIONS)[number];
+
+export const ARCHIVE_SUFFIX: Record<Compression, string> = {
+  zstd: '.tar.zst',
+  gzip: '.tar.gz',
+  none: '.tar',
+};
+
+/** zstd -3 on all cores: about as small as gzip -6 and many times faster (see docs/snapshots.md). */
+const COMPRESS: Record<Exclude<Compression, 'none'>, [string, string[]]> = {
+  zstd: ['zstd', ['-q', '-c', '-3', '-T0']],
+  gzip: ['gzip', ['-c', '-6']],
+};
+const DECOMPRESS: Record<Exclude<Compression, 'none'>, [string, string[]]> = {
+  zstd: ['zstd', ['-q', '-d', '-c']],
+  gzip: ['gzip', ['-d', '-c']],
+};
+
+export interface ArchiveDigest {
+  /** Size of the archive as stored (compressed). */
+  bytes: number;
+  sha256: string;
+  /** Size of the tar stream (uncompressed), as tar counted it. */
+  dataBytes: number;
+}
+
+/**
+ * POSIX (pax) format keeps nanosecond mtimes, long names and xattrs; numeric owners survive a restore
+ * on a host whose user names differ. atime and ctime are left out: they change on every read.
+ */
+function tarCreateArgs(dir: string): string[] {
+  return [
+    '--create',
+    '--file=-',
+    `--directory=${dir}`,
+    '--format=posix',
+    '--pax-option=delete=atime,delete=ctime',
+    '--numeric-owner',
+    '--xattrs',
+    '--xattrs-include=*',
+    '--totals',
+    '.',
+  ];
+}
+
+/** As root, owners and modes are restored as archived; otherwise the files belong to the driver. */
+function tarExtractArgs(dir: string): string[] {
+  const owners = process.getuid?.() === 0 ? ['--same-owner', '--numeric-owner'] : ['--no-same-owner'];
+  return [
+    '--extract',
+    '--file=-',
+    `--directory=${dir}`,
+    '--preserve-permissions',
+    '--xattrs',
+    '--xattrs-include=*',
+    ...owners,
+  ];
+}
+
+/** A child process whose exit status and last words are kept for the error message. */
+class Tool {
+  readonly exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  private stderr = '';
+
+  constructor(
+    readonly name: string,
+    readonly child: ChildProcess,
+  ) {
+    child.stderr?.on('data', (chunk: Buffer) => {
+      this.stderr = (this.stderr + chunk.toString()).slice(-4096);
+    });
+    this.exit = new Promise((resolve, reject) => {
+      child.once('error', reject);
+      child.once('close', (code, signal) => resolve({ code, signal }));
+    });
+  }
+
+  get output(): string {
+    return this.stderr;
+  }
+
+  /** Resolves when the exit code is one of `ok`; otherwise rejects with the tool's own message. */
+  async check(ok: number[]): Promise<void> {
+    const { code, signal } = await this.exit;
+    if (code !== null && ok.includes(code)) return;
+    const detail =
+      this.stderr.trim().split('\n').slice(-3).join('; ') ||
+      (signal ? `killed by ${signal}` : `exit ${code}`);
+    throw new Error(`${this.name} failed: ${detail}`);
+  }
+
+  kill(): void {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
+  }
+}
+
+function start(
+  name: string,
+  command: string,
+  args: string[],
+  stdio: Parameters<typeof spawn>[2]['stdio'],
+): Tool {
+  // execs: tar, zstd, gzip
+  return new Tool(name, spawn(command, args, { stdio }));
+}
+
+/**
+ * Buffering between the stages: large enough that reading the pipe, hashing and writing the file
+ * overlap instead of taking turns (each chunk from a pipe is 64 KiB), small enough to stay constant.
+ */
+export const STREAM_BUFFER_BYTES = 1024 * 1024;
+
+/** Counts and hashes the bytes that pass through. */
+class Digest extends Transform {
+  bytes = 0;
+  private readonly hash = createHash('sha256');
+
+  constructor() {
+    super({ highWaterMark: STREAM_BUFFER_BYTES });
+  }
+
+  override _transform(chunk: Buffer, _: BufferEncoding, done: (err?: Error | null, data?: Buffer) => void) {
+    this.bytes += chunk.length;
+    this.hash.update(chunk);
+    done(null, chunk);
+  }
+
+  get sha256(): string {
+    return this.hash.copy().digest('hex');
+  }
+}
+
+/** Runs `tools` and the stream pipeline together; on any failure every tool is killed and the first error wins. */
+async function runAll(tools: Tool[], flow: Promise<void>, checks: Promise<void>[], signal?: AbortSignal) {
+  const onAbort = () => tools.forEach((t) => t.kill());
+  signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    const results = await Promise.allSettled([flow, ...checks]);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) {
+      tools.forEach((t) => t.kill());
+      await Promise.allSettled(tools.map((t) => t.exit));
+      throw signal?.aborted ? new Error('cancelled') : failed.reason;
+    }
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+/**
+ * Writes a tar archive of `dir` into `sink`, compressed. tar's output goes straight into the
+ * compressor through a pipe; the driver reads only the compressed stream. tar's exit code 1 ("a file
+ * changed while it was read") is accepted: the archive is complete, the file is in one of its states.
+ */
+export async function writeArchive(
+  dir: string,
+  compression: Compression,
+  sink: Writable,
+  signal?: AbortSignal,
+): Promise<ArchiveDigest> {
+  const tar = start('tar', 'tar', tarCreateArgs(dir), ['ignore', 'pipe', 'pipe']);
+  const tools = [tar];
+  let output: Readable = tar.child.stdout!;
+  if (compression !== 'none') {
+    const [command, args] = COMPRESS[compression];
+    const compressor = start(command, command, args, [tar.child.stdout!, 'pipe', 'pipe']);
+    // The compressor holds its own copy of the pipe; ours would keep tar writing if it died.
+    tar.child.stdout!.destroy();
+    tools.push(compressor);
+    output = compressor.child.stdout!;
+  }
+  const digest = new Digest();
+  const checks = [tar.check([0, 1]), ...tools.slice(1).map((t) => t.check([0]))];
+  await runAll(tools, pipeline(output, digest, sink), checks, signal);
+  const totals = /Total bytes written: (\d+)/.exec(tar.output);
+  return { bytes: digest.bytes, sha256: digest.sha256, dataBytes: totals ? Number(totals[1]) : 0 };
+}
+
+/**
+ * Extracts an archive read from `source` into `dir` (which exists, and should be empty). The archive
+ * is hashed on the way in; a size or checksum that differs from `expected` fails the extraction,
+ * after the fact, so the caller must discard `dir` on failure (restores extract into staging).
+ */
+export async function extractArchive(
+  source: Readable,
+  compression: Compression,
+  dir: string,
+  expected: { bytes: number; sha256: string },
+  signal?: AbortSignal,
+): Promise<void> {
+  const digest = new Digest();
+  const tools: Tool[] = [];
+  let flow: Promise<void>;
+  if (compression === 'none') {
+    const tar = start('tar', 'tar', tarExtractArgs(dir), ['pipe', 'ignore', 'pipe']);
+    tools.push(tar);
+    flow = pipeline(source, digest, tar.child.stdin!);
+  } else {
+    const [command, args] = DECOMPRESS[compression];
+    const decompressor = start(command, command, args, ['pipe', 'pipe', 'pipe']);
+    const tar = start('tar', 'tar', tarExtractArgs(dir), [decompressor.child.stdout!, 'ignore', 'pipe']);
+    decompressor.child.stdout!.destroy();
+    tools.push(decompressor, tar);
+    flow = pipeline(source, digest, decompressor.child.stdin!);
+  }
+  await runAll(
+    tools,
+    flow,
+    tools.map((t) => t.check([0])),
+    signal,
+  );
+  checkDigest({ bytes: digest.bytes, sha256: digest.sha256 }, expected);
+}
+
+/** Sync to disk this often while following a file, so that the final sync does not wait for all of it. */
+const SYNC_EVERY_BYTES = 64 * 1024 * 1024;
+/** How long to wait when the reader has caught up with a writer that is still running. */
+const CAUGHT_UP_PAUSE_MS = 5;
+
+/**
+ * Reads a file from the start with one reused buffer, hashing it, while its writer may still be
+ * appending: at the end of the data it waits for more until `writerDone()` says nothing more comes.
+ * With `durable`, the file is synced to disk along the way and at the end.
+ */
+async function followFile(
+  path: string,
+  writerDone: () => boolean,
+  durable: boolean,
+): Promise<{ bytes: number; sha256: string }> {
+  const handle = await open(path, 'r');
+  try {
+    const hash = createHash('sha256');
+    const buffer = Buffer.allocUnsafe(STREAM_BUFFER_BYTES);
+    let bytes = 0;
+    let syncedAt = 0;
+    for (;;) {
+      const done = writerDone(); // asked before the read: an empty read after the writer ended is the end
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, bytes);
+      if (bytesRead > 0) {
+        hash.update(buffer.subarray(0, bytesRead));
+        bytes += bytesRead;
+        if (durable && bytes - syncedAt >= SYNC_EVERY_BYTES) {
+          await handle.datasync();
+          syncedAt = bytes;
+        }
+      } else if (done) {
+        break;
+      } else {
+        await sleep(CAUGHT_UP_PAUSE_MS);
+      }
+    }
+    if (durable) await handle.sync();
+    return { bytes, sha256: hash.digest('hex') };
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Writes a tar archive of `dir` into `file`. tar (and the compressor) write the file themselves; the
+ * driver follows it with one reused buffer, hashing what is stored and syncing it to disk as it grows.
+ * No data passes through the driver's heap, so its memory does not depend on the volume's size.
+ */
+export async function writeArchiveFile(
+  dir: string,
+  compression: Compression,
+  file: string,
+  signal?: AbortSignal,
+): Promise<ArchiveDigest> {
+  const out = await open(file, 'w', 0o600);
+  const tools: Tool[] = [];
+  try {
+    if (compression === 'none') {
+      tools.push(start('tar', 'tar', tarCreateArgs(dir), ['ignore', out.fd, 'pipe']));
+    } else {
+      const tar = start('tar', 'tar', tarCreateArgs(dir), ['ignore', 'pipe', 'pipe']);
+      const [command, args] = COMPRESS[compression];
+      tools.push(tar, start(command, command, args, [tar.child.stdout!, out.fd, 'pipe']));
+      tar.child.stdout!.destroy();
+    }
+  } finally {
+    await out.close();
+  }
+  let written = false;
+  const last = tools[tools.length - 1]!;
+  void last.exit.then(
+    () => (written = true),
+    () => (written = true),
+  );
+  let digest = { bytes: 0, sha256: '' };
+  const follow = followFile(file, () => written, true).then((d) => void (digest = d));
+  const checks = [tools[0]!.check([0, 1]), ...tools.slice(1).map((t) => t.check([0]))];
+  await runAll(tools, follow, checks, signal);
+  const totals = /Total bytes written: (\d+)/.exec(tools[0]!.output);
+  return { ...digest, dataBytes: totals ? Number(totals[1]) : 0 };
+}
+
+/**
+ * Extracts the archive `file` into `dir`: the decompressor (or tar) reads the file itself while the
+ * driver hashes it with one reused buffer. A size or checksum that differs from `expected` fails the
+ * extraction after the fact, so the caller must discard `dir` on failure (restores extract into
+ * staging).
+ */
+export async function extractArchiveFile(
+  file: string,
+  compression: Compression,
+  dir: string,
+  expected: { bytes: number; sha256: string },
+  signal?: AbortSignal,
+): Promise<void> {
+  const input = await open(file, 'r');
+  const tools: Tool[] = [];
+  try {
+    if (compression === 'none') {
+      tools.push(start('tar', 'tar', tarExtractArgs(dir), [input.fd, 'ignore', 'pipe']));
+    } else {
+      const [command, args] = DECOMPRESS[compression];
+      const decompressor = start(command, command, args, [input.fd, 'pipe', 'pipe']);
+      const tar = start('tar', 'tar', tarExtractArgs(dir), [decompressor.child.stdout!, 'ignore', 'pipe']);
+      decompressor.child.stdout!.destroy();
+      tools.push(decompressor, tar);
+    }
+  } finally {
+    await input.close();
+  }
+  let digest = { bytes: 0, sha256: '' };
+  const hashing = followFile(file, () => true, false).then((d) => void (digest = d));
+  await runAll(
+    tools,
+    hashing,
+    tools.map((t) => t.check([0])),
+    signal,
+  );
+  checkDigest(digest, expected);
+}
+
+function checkDigest(got: { bytes: number; sha256: string }, expected: { bytes: number; sha256: string }) {
+  if (got.bytes !== expected.bytes || got.sha256 !== expected.sha256) {
+    throw new Error(
+      `archive is corrupt: read ${got.bytes} bytes with sha256 ${got.sha256}, recorded ${expected.bytes} bytes with sha256 ${expected.sha256}`,
+    );
+  }
+}
