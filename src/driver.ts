@@ -7,7 +7,7 @@ import { identityService } from './identity/service.js';
 import { DriverMetrics, serveMetrics } from './metrics/registry.js';
 import { VolumeMounts } from './mount/volume-mounts.js';
 import { nodeService } from './node/service.js';
-import { PopulatorRuntime, type PopulatorFlags } from './populator/runtime.js';
+import type { PopulatorFlags, PopulatorRuntime } from './populator/runtime.js';
 import { grpcAddress, parseEndpoint, prepareUnixSocket } from './rpc/endpoint.js';
 import { wrapService, type RpcRuntime } from './rpc/handler.js';
 import { VolumeLocks } from './rpc/locks.js';
@@ -42,7 +42,7 @@ export class Driver {
   private readonly registry: BackendRegistry;
   private readonly metrics = new DriverMetrics();
   private metricsServer: HttpServer | undefined;
-  readonly populator: PopulatorRuntime | undefined;
+  populator: PopulatorRuntime | undefined;
   private socketPath: string | undefined;
 
   constructor(private readonly options: DriverOptions) {
@@ -69,14 +69,6 @@ export class Driver {
         runtime,
       ),
     );
-    if (controller && options.populator) {
-      const deps = {
-        logger: options.logger,
-        metrics: this.metrics.registry,
-        backends: () => this.registry.all(),
-      };
-      this.populator = new PopulatorRuntime(options.populator, deps);
-    }
     if (controller) {
       const snapshotter = new Snapshotter(this.registry, options.logger);
       const provisioner = new Provisioner(this.registry, new ContentSources(this.registry, snapshotter));
@@ -109,7 +101,7 @@ export class Driver {
         err ? reject(err) : resolve(port),
       ),
     );
-    await this.populator?.start();
+    await this.startPopulator();
     if (this.options.metricsAddress)
       this.metricsServer = await serveMetrics(this.metrics, this.options.metricsAddress);
     this.options.logger.info('serving', {
@@ -118,6 +110,19 @@ export class Driver {
       backends: this.registry.all().map((b) => `${b.instance}(${b.kind})`),
       version: VERSION,
     });
+  }
+
+  /** The populator and its SDKs load only when enabled: a driver without it does not pay their memory. */
+  private async startPopulator(): Promise<void> {
+    if (this.options.mode === 'node' || !this.options.populator) return;
+    const { PopulatorRuntime } = await import('./populator/runtime.js');
+    const deps = {
+      logger: this.options.logger,
+      metrics: this.metrics.registry,
+      backends: () => this.registry.all(),
+    };
+    this.populator = new PopulatorRuntime(this.options.populator, deps);
+    await this.populator.start();
   }
 
   /** Lets in-flight calls finish, then releases mounts the controller made and removes the socket. */
