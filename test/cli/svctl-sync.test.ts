@@ -1,43 +1,18 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { syncStateDir, writeRegistration } from '../../src/populator/registration.js';
 import { parseSourceSpec } from '../../src/populator/spec.js';
 import type { VolumeSyncState } from '../../src/populator/service.js';
-import { SVCTL_BIN, startDriver, type RunningDriver } from '../helpers/driver.js';
+import { startDriver, type RunningDriver } from '../helpers/driver.js';
+import { ok, runSvctl } from '../helpers/svctl.js';
 import { eventually } from '../helpers/eventually.js';
 import { startFileServer, type FileServer } from '../helpers/file-server.js';
 import { startKubeApi, type KubeApiStandIn } from '../helpers/kube-api.js';
 import { freePort } from '../helpers/ports.js';
 
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function svctl(admin: string, args: string[]): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [SVCTL_BIN, ...args], {
-      env: { ...process.env, SHAREDVOLUME_ADMIN_ADDRESS: admin },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
-function ok(result: Result): string {
-  assert.equal(result.code, 0, `svctl failed: ${result.stderr}`);
-  assert.equal(result.stderr, '');
-  return result.stdout;
-}
+const svctl = (admin: string, args: string[]) => runSvctl(args, { SHAREDVOLUME_ADMIN_ADDRESS: admin });
 
 describe('svctl sync (against the real driver with --populator)', function () {
   this.timeout(60_000);

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -6,38 +5,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { isReadOnly, mountAt, readMountTable } from '../../src/mount/mountinfo.js';
-import { SVCTL_BIN, startDriver, type RunningDriver } from '../helpers/driver.js';
+import { startDriver, type RunningDriver } from '../helpers/driver.js';
+import { ok, runSvctl, type SvctlResult } from '../helpers/svctl.js';
 
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+type Result = SvctlResult;
 
-/** Runs the compiled svctl as an operator would, against the given endpoint. */
-function runSvctl(endpoint: string, stagingDir: string, args: string[]): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      [SVCTL_BIN, '--endpoint', endpoint, '--staging-dir', stagingDir, ...args],
-      {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
-function ok(result: Result): string {
-  assert.equal(result.code, 0, `svctl failed: ${result.stderr}`);
-  assert.equal(result.stderr, '');
-  return result.stdout;
-}
+/** svctl against the given endpoint, with a staging directory of the test's own. */
+const runSvctlAt = (endpoint: string, stagingDir: string, args: string[]) =>
+  runSvctl(['--endpoint', endpoint, '--staging-dir', stagingDir, ...args]);
 
 /** --json must print JSON and nothing else. */
 function json<T = Record<string, unknown>>(result: Result): T {
@@ -58,7 +33,7 @@ describe('cli/svctl', () => {
   let staging: string;
   let target: string;
   let driver: RunningDriver | undefined;
-  const svctl = (...args: string[]) => runSvctl(driver!.endpoint, staging, args);
+  const svctl = (...args: string[]) => runSvctlAt(driver!.endpoint, staging, args);
   const listedIds = async () =>
     json<{ entries: ListedVolume[] }>(await svctl('--json', 'list')).entries.map((e) => e.volume.volume_id);
 
@@ -256,13 +231,13 @@ describe('cli/svctl', () => {
     });
 
     it('an endpoint nobody serves is UNAVAILABLE', async () => {
-      const res = await runSvctl(`unix://${join(tmp, 'nobody.sock')}`, staging, ['list']);
+      const res = await runSvctlAt(`unix://${join(tmp, 'nobody.sock')}`, staging, ['list']);
       assert.equal(res.code, 1);
       assert.match(res.stderr, /^svctl: UNAVAILABLE: /);
     });
 
     it('a malformed endpoint and an unknown command are usage errors', async () => {
-      assert.equal((await runSvctl('http://x', staging, ['list'])).code, 2);
+      assert.equal((await runSvctlAt('http://x', staging, ['list'])).code, 2);
       const res = await svctl('frobnicate');
       assert.equal(res.code, 2);
       assert.match(res.stderr, /unknown command 'frobnicate'/);
