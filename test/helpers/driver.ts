@@ -64,14 +64,17 @@ export async function startDriver(options: DriverArgs): Promise<RunningDriver> {
   const exit = new Promise<number | null>((resolve) =>
     child.once('exit', (code) => resolve((exited = code))),
   );
-  await waitFor(() => exited !== undefined || output.includes('"serving"'), 'the driver to serve').catch(
-    (err) => {
-      child.kill('SIGKILL');
-      throw err;
-    },
-  );
-  if (exited !== undefined) throw new Error(`driver exited with ${exited}: ${output}`);
-  await waitFor(() => existsSync(socket), 'the socket');
+  try {
+    await waitFor(() => exited !== undefined || output.includes('"serving"'), 'the driver to serve');
+    if (exited !== undefined) throw new Error(`driver exited with ${exited}: ${output}`);
+    await waitFor(() => existsSync(socket), 'the socket');
+  } catch (err) {
+    // A driver that never served leaves nothing behind: not its process, not its directory.
+    child.kill('SIGKILL');
+    await exit;
+    if (!options.dir) await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
   const clients = connectCsi(endpoint);
   return {
     ...clients,
