@@ -9,15 +9,21 @@ type Callback<Res> = (err: ServiceError | null, res?: Res) => void;
 type RequestOf<F> = F extends (req: infer Req, cb: Callback<infer _Res>) => unknown ? Req : never;
 type ResponseOf<F> = F extends (req: infer _Req, cb: Callback<infer Res>) => unknown ? Res : never;
 
-/** Promise form of a generated unary method, keeping its request and response types. */
+/**
+ * Promise form of a generated unary method, keeping its request and response types. With
+ * `timeoutMs`, the call carries a gRPC deadline that far ahead, as the Kubernetes sidecars send them.
+ */
 export function rpc<C extends Client, M extends keyof C & string>(
   client: C,
   method: M,
   req: RequestOf<C[M]>,
+  timeoutMs?: number,
 ): Promise<ResponseOf<C[M]>> {
   return new Promise((resolve, reject) => {
-    const fn = client[method] as (req: unknown, cb: Callback<ResponseOf<C[M]>>) => unknown;
-    fn.call(client, req, (err, res) => (err ? reject(err) : resolve(res!)));
+    const done: Callback<ResponseOf<C[M]>> = (err, res) => (err ? reject(err) : resolve(res!));
+    const fn = client[method] as (req: unknown, ...rest: unknown[]) => unknown;
+    if (timeoutMs === undefined) fn.call(client, req, done);
+    else fn.call(client, req, { deadline: Date.now() + timeoutMs }, done);
   });
 }
 
