@@ -43,6 +43,7 @@ export class Driver {
   private readonly metrics = new DriverMetrics();
   private metricsServer: HttpServer | undefined;
   populator: PopulatorRuntime | undefined;
+  private provisioner: Provisioner | undefined;
   private socketPath: string | undefined;
 
   constructor(private readonly options: DriverOptions) {
@@ -72,6 +73,7 @@ export class Driver {
     if (controller) {
       const snapshotter = new Snapshotter(this.registry, options.logger);
       const provisioner = new Provisioner(this.registry, new ContentSources(this.registry, snapshotter));
+      this.provisioner = provisioner;
       this.server.addService(
         csi.Controller.service,
         wrapService<ControllerHandlers>(
@@ -123,6 +125,7 @@ export class Driver {
     };
     this.populator = new PopulatorRuntime(this.options.populator, deps);
     await this.populator.start();
+    this.provisioner?.attachPopulation(await this.populator.volumes());
   }
 
   /** Lets in-flight calls finish, then releases mounts the controller made and removes the socket. */

@@ -54,6 +54,13 @@ export interface CreateShareInput {
 export type Filling =
   { kind: 'copy'; from: string } | { kind: 'write'; write: (dir: string) => Promise<void> };
 
+export interface DeleteOptions {
+  /** Removes the data whatever the volume's onDelete says: a volume that never became usable. */
+  discard?: boolean;
+  /** Runs once the record is read, before anything is removed; a failure stops the deletion. */
+  beforeDelete?: (record: VolumeRecord) => Promise<void>;
+}
+
 /** Byte usage of a mounted volume, for NodeGetVolumeStats where statfs does not show the limit. */
 export interface VolumeUsage {
   totalBytes: number;
@@ -99,7 +106,7 @@ export interface Backend {
   /** Node side: usage of a mounted volume where statfs does not show its limit (btrfs qgroups). */
   volumeUsage?(mountedPath: string): Promise<VolumeUsage | undefined>;
   /** Returns false when there was nothing to delete. */
-  deleteShare(path: string): Promise<boolean>;
+  deleteShare(path: string, options?: DeleteOptions): Promise<boolean>;
   getRecord(path: string): Promise<VolumeRecord | undefined>;
   findByName(name: string): Promise<VolumeRecord | undefined>;
   /** Record paths in a stable order, starting after `after`. */

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import { promisify } from 'node:util';
 import { dirname, join, basename } from 'node:path';
 import { alreadyExists, notFound } from '../rpc/errors.js';
-import type { Capacity, CreateShareInput, Filling, VolumeRecord } from './backend.js';
+import type { Capacity, CreateShareInput, DeleteOptions, Filling, VolumeRecord } from './backend.js';
 import { copyTree, removeTree } from './shared/tree.js';
 
 /** Where the share root is reachable on this host, mounted with the given options if need be. */
@@ -309,15 +309,16 @@ export class DirectoryShares {
     }
   }
 
-  /** Applies the volume's onDelete policy. Returns false if no such volume exists. */
-  async delete(path: string): Promise<boolean> {
+  /** Applies the volume's onDelete policy (or discards it). Returns false if no such volume exists. */
+  async delete(path: string, options: DeleteOptions = {}): Promise<boolean> {
     const record = await this.getRecord(path);
     if (!record) return false;
+    await options.beforeDelete?.(record);
     const root = await this.layout(record.mountOptions);
     const dir = join(root, path);
     await this.hooks.beforeDelete?.(path, record);
     let trashed: string | undefined;
-    if (record.onDelete === 'delete') {
+    if (options.discard || record.onDelete === 'delete') {
       trashed = join(root, META, 'trash', `${key(path)}-${Date.now()}`);
       await rename(dir, trashed).catch((err) => (isErrno(err, 'ENOENT') ? undefined : Promise.reject(err)));
     } else if (record.onDelete === 'archive') {
@@ -452,7 +453,7 @@ export function directoryBackendMethods(shares: DirectoryShares) {
     expandShare: (path: string, capacityBytes: number) => shares.expand(path, capacityBytes),
     shareDirectory: (record: VolumeRecord) => shares.directory(record),
     metadataDirectory: () => shares.metadataDirectory(),
-    deleteShare: (path: string) => shares.delete(path),
+    deleteShare: (path: string, options?: DeleteOptions) => shares.delete(path, options),
     getRecord: (path: string) => shares.getRecord(path),
     findByName: (name: string) => shares.findByName(name),
     listRecords: (after: string | undefined, limit: number) => shares.list(after, limit),

@@ -5,6 +5,7 @@ import { loadBackendConfigs } from '../backends/registry.js';
 import { Driver, type Mode } from '../driver.js';
 import { createLogger, type LogFormat } from '../logging/logger.js';
 import { DEFAULT_ADMIN_ADDRESS, type PopulatorFlags } from '../populator/runtime.js';
+import { parseDuration } from '../populator/spec.js';
 import { VERSION } from '../version.js';
 
 function parseTopology(value: string): Record<string, string> {
@@ -77,6 +78,13 @@ const program = new Command()
       'populator: file holding the webhook HMAC secret',
       'webhook-secret-file',
     ),
+  )
+  .addOption(
+    option(
+      '--sync-lease <duration>',
+      "populator: how long a replica's claim on a volume's sync lasts unrenewed; a crashed replica's volumes move after it",
+      'sync-lease',
+    ).default('60s'),
   );
 
 /** The populator's flags, or undefined when it is off. */
@@ -85,12 +93,18 @@ function populatorFlags(opts: {
   adminAddress: string;
   webhookAddress?: string;
   webhookSecretFile?: string;
+  syncLease: string;
 }): PopulatorFlags | undefined {
   if (!opts.populator) {
     if (opts.webhookAddress) throw new Error('--webhook-address needs --populator');
     return undefined;
   }
+  const leaseMs = parseDuration(opts.syncLease);
+  if (leaseMs === undefined || leaseMs < 2000) {
+    throw new Error(`--sync-lease must be a duration of at least 2s, such as "60s"; got "${opts.syncLease}"`);
+  }
   return {
+    leaseDurationMs: leaseMs,
     ...(opts.adminAddress !== 'off' ? { adminAddress: opts.adminAddress } : {}),
     ...(opts.webhookAddress ? { webhookAddress: opts.webhookAddress } : {}),
     ...(opts.webhookSecretFile ? { webhookSecretFile: opts.webhookSecretFile } : {}),
@@ -115,6 +129,7 @@ async function main(): Promise<void> {
     adminAddress: string;
     webhookAddress?: string;
     webhookSecretFile?: string;
+    syncLease: string;
   }>();
   const logger = createLogger(opts.logLevel, opts.logFormat);
   const driver = new Driver({

@@ -80,10 +80,14 @@ export function controllerService(provisioner: Provisioner): ServiceSpecs<Contro
           limitBytes: int64(req.capacity_range?.limit_bytes, 'capacity_range.limit_bytes'),
         };
         const source = contentSource(req.volume_content_source);
-        const content = source ? { source, secrets: req.secrets } : undefined;
-        return {
-          volume: toCsiVolume(await provisioner.create(name, capacity, req.parameters, content, call)),
+        const request = {
+          name,
+          capacity,
+          parameters: req.parameters,
+          secrets: req.secrets,
+          ...(source ? { contentSource: source } : {}),
         };
+        return { volume: toCsiVolume(await provisioner.create(request, call)) };
       },
     },
 

@@ -3,6 +3,7 @@ import {
   ALLOW_PVC_SOURCE,
   classDefaults,
   parseSourceParameters,
+  parseClassPolicy,
   parseSourceSpec,
   SourceSpecError,
   splitSourceParameters,
@@ -63,10 +64,7 @@ export async function resolveVolumeSource(request: SourceRequest): Promise<Volum
 }
 
 function allowsPvcSource(params: Record<string, string>): boolean {
-  const value = params[ALLOW_PVC_SOURCE];
-  if (value === undefined || value === 'false') return false;
-  if (value === 'true') return true;
-  throw invalidArgument(`parameter "${ALLOW_PVC_SOURCE}": must be "true" or "false"`);
+  return specOrInvalid(() => parseClassPolicy(params), '').allowPVCSource;
 }
 
 const hasClassSource = (params: Record<string, string>) =>
@@ -153,7 +151,7 @@ function capLimits(
   return out;
 }
 
-function specOrInvalid(parse: () => SourceSpec | undefined, where: string): SourceSpec | undefined {
+function specOrInvalid<T>(parse: () => T, where: string): T {
   try {
     return parse();
   } catch (err) {

@@ -5,6 +5,7 @@ import type { ServiceSpecs } from '../rpc/handler.js';
 import { failedPrecondition, invalidArgument, notFound } from '../rpc/errors.js';
 import { required, requireCapability } from '../rpc/validate.js';
 import { parseVolumeId } from '../volumes/volume-id.js';
+import { READ_ONLY_CONTEXT } from '../volumes/population.js';
 import type { StageRequest, VolumeMounts } from '../mount/volume-mounts.js';
 
 const CAPABILITIES = [
@@ -83,7 +84,9 @@ export function nodeService(
         const staging = req.staging_target_path;
         if (!staging) throw failedPrecondition('staging_target_path is required: call NodeStageVolume first');
         const stage = stageRequest(id, staging, req.volume_capability, req.volume_context);
-        await mounts.publish({ stage, targetPath: target, readonly: req.readonly });
+        // A populated volume is read-only for pods unless its class says writable.
+        const readonly = req.readonly || req.volume_context[READ_ONLY_CONTEXT] === 'true';
+        await mounts.publish({ stage, targetPath: target, readonly });
         return {};
       },
     },

@@ -127,3 +127,10 @@ export async function removeRegistration(stateDir: string): Promise<void> {
 export async function removeStateDir(stateDir: string): Promise<void> {
   await rm(stateDir, { recursive: true, force: true });
 }
+
+/** Removes a volume's sync state without a running populator (it may be left from one). */
+export async function removeVolumeSyncState(metadataDir: string, volumeId: string): Promise<void> {
+  const dir = syncStateDir(metadataDir, volumeId);
+  await removeRegistration(dir);
+  await removeStateDir(dir);
+}

@@ -7,6 +7,8 @@ import { adminHandler } from './admin.js';
 import { closeServer, isLoopbackHost, listen, parseListenAddress } from './http-server.js';
 import { syncStateRoot } from './registration.js';
 import { PopulatorService } from './service.js';
+import type { PopulatedVolumes } from './volumes.js';
+import { lazyKube } from '../kube/client.js';
 import { readWebhookSecret, webhookHandler } from './webhook.js';
 
 /**
@@ -20,6 +22,8 @@ export interface PopulatorFlags {
   /** host:port of the webhook listener; undefined: none. */
   webhookAddress?: string;
   webhookSecretFile?: string;
+  /** How long a sync lease lasts unrenewed (--sync-lease). */
+  leaseDurationMs?: number;
 }
 
 export interface PopulatorDeps {
@@ -32,6 +36,7 @@ export const DEFAULT_ADMIN_ADDRESS = '127.0.0.1:9810';
 
 export class PopulatorRuntime {
   readonly service: PopulatorService;
+  private readonly kube = lazyKube();
   private readonly servers: Server[] = [];
 
   constructor(
@@ -43,7 +48,15 @@ export class PopulatorRuntime {
       logger: deps.logger,
       metrics: new SyncMetrics(deps.metrics),
       stateRoots: () => this.stateRoots(),
+      kube: this.kube,
+      ...(flags.leaseDurationMs ? { leaseDurationMs: flags.leaseDurationMs } : {}),
     });
+  }
+
+  /** What CreateVolume and DeleteVolume call; loaded with the Kubernetes client only when used. */
+  async volumes(): Promise<PopulatedVolumes> {
+    const { PopulatedVolumes } = await import('./volumes.js');
+    return new PopulatedVolumes(this.service, this.kube);
   }
 
   async start(): Promise<void> {

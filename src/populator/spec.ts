@@ -274,15 +274,39 @@ const FLAT_TOP_LEVEL = [
   'limits.maxFiles',
 ];
 
+const trueOrFalse = z.enum(['true', 'false'], { error: 'must be "true" or "false"' }).default('false');
+
 /**
- * StorageClass key that lets PVCs bring their own source (the `sharedvolume.io/source` annotation).
- * It is a policy of the class, not part of a spec: src/kube/source.ts reads it.
+ * StorageClass keys that are policies of the class, not part of a source spec: the cluster admin
+ * decides them, a PVC's annotation cannot.
  */
+export const classPolicySchema = z.strictObject({
+  allowPVCSource: trueOrFalse.meta({
+    description:
+      'Lets each PVC bring its own source in the `sharedvolume.io/source` annotation (Secrets only from its own namespace).',
+  }),
+  writable: trueOrFalse.meta({
+    description:
+      'Publishes populated volumes read-write to pods. Default: read-only, since the next sync replaces what pods would change.',
+  }),
+});
+
+export type ClassPolicy = { allowPVCSource: boolean; writable: boolean };
+
+/** Lets PVCs bring their own source; src/kube/source.ts reads it. */
 export const ALLOW_PVC_SOURCE = 'allowPVCSource';
+const POLICY_KEYS = Object.keys(classPolicySchema.shape);
 
 /** True for a StorageClass parameter key the populator owns. */
 export function isSourceParameter(key: string): boolean {
-  return key.startsWith('source.') || FLAT_TOP_LEVEL.includes(key) || key === ALLOW_PVC_SOURCE;
+  return key.startsWith('source.') || FLAT_TOP_LEVEL.includes(key) || POLICY_KEYS.includes(key);
+}
+
+/** The class's policy keys; SourceSpecError naming a key whose value is neither "true" nor "false". */
+export function parseClassPolicy(params: Record<string, string>): ClassPolicy {
+  const picked = Object.fromEntries(POLICY_KEYS.filter((k) => k in params).map((k) => [k, params[k]]));
+  const parsed = validateWith(classPolicySchema, picked, (path) => path.map(String).join('.'));
+  return { allowPVCSource: parsed.allowPVCSource === 'true', writable: parsed.writable === 'true' };
 }
 
 /** The class's top-level populator keys (syncInterval, limits.*, ...) as they are nested in a spec. */
@@ -326,7 +350,7 @@ function specPathOf(key: string): string[] | undefined {
  */
 export function parseSourceParameters(params: Record<string, string>): SourceSpec | undefined {
   const { source } = splitSourceParameters(params);
-  delete source[ALLOW_PVC_SOURCE];
+  for (const key of POLICY_KEYS) delete source[key];
   if (!Object.keys(source).some((key) => key.startsWith('source.'))) {
     const stray = Object.keys(source);
     if (stray.length === 0) return undefined;
@@ -362,7 +386,15 @@ function setPath(target: Record<string, unknown>, path: string[], value: string,
 }
 
 function validate(value: unknown, keyOf: (path: readonly PropertyKey[]) => string): SourceSpec {
-  const result = sourceSpecSchema.safeParse(value);
+  return validateWith(sourceSpecSchema, value, keyOf);
+}
+
+function validateWith<T extends z.ZodType>(
+  schema: T,
+  value: unknown,
+  keyOf: (path: readonly PropertyKey[]) => string,
+): z.output<T> {
+  const result = schema.safeParse(value);
   if (result.success) return result.data;
   const keys: string[] = [];
   const message = result.error.issues

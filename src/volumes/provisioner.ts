@@ -1,6 +1,6 @@
 import type { Backend, ContentSource, CreateShareInput, VolumeRecord } from '../backends/backend.js';
 import type { BackendRegistry } from '../backends/registry.js';
-import { fingerprintParameters } from '../backends/params.js';
+import { fingerprintParameters, PVC_NAME, PVC_NAMESPACE } from '../backends/params.js';
 import { MOUNT_OPTIONS_CONTEXT } from '../backends/nfs/index.js';
 import {
   aborted,
@@ -13,6 +13,16 @@ import {
 import type { CallContext } from '../rpc/handler.js';
 import type { ContentSources } from './content.js';
 import { Operations } from './operations.js';
+import {
+  mayBePopulated,
+  READ_ONLY_CONTEXT,
+  withoutPopulator,
+  type PlannedSource,
+  type Population,
+  type PopulationRequest,
+  type VolumeTarget,
+} from './population.js';
+import { splitSourceParameters } from '../populator/spec.js';
 import { renderSubDir } from './template.js';
 import { formatVolumeId, parseVolumeId, type VolumeRef } from './volume-id.js';
 
@@ -21,10 +31,14 @@ export interface CapacityRequest {
   limitBytes: number;
 }
 
-/** CreateVolume's volume_content_source, with the call's secrets (a snapshot store may need them). */
-export interface ContentRequest {
-  source: ContentSource;
+export interface CreateRequest {
+  name: string;
+  capacity: CapacityRequest;
+  parameters: Record<string, string>;
+  /** The call's secrets: a snapshot store or a populator source may need them. */
   secrets: Record<string, string>;
+  /** volume_content_source: a clone or a restore. */
+  contentSource?: ContentSource;
 }
 
 export interface Volume {
@@ -67,11 +81,18 @@ const LIST_TOKEN_PREFIX = 'v1:';
 
 /** The controller's domain: volumes on backends, free of CSI message shapes. */
 export class Provisioner {
+  private population: Population = withoutPopulator;
+
   constructor(
     private readonly backends: BackendRegistry,
     private readonly content?: ContentSources,
     private readonly operations = new Operations(),
   ) {}
+
+  /** The populator, once the driver has loaded it (--populator). */
+  attachPopulation(population: Population): void {
+    this.population = population;
+  }
 
   private toVolume(backend: Backend, record: VolumeRecord): Volume {
     return {
@@ -95,39 +116,110 @@ export class Provisioner {
     return backend;
   }
 
-  async create(
-    name: string,
-    capacity: CapacityRequest,
-    parameters: Record<string, string>,
-    content?: ContentRequest,
-    call?: CallContext,
-  ): Promise<Volume> {
+  async create(request: CreateRequest, call?: CallContext): Promise<Volume> {
+    const { name, capacity, parameters } = request;
     const backend = this.backendFor(parameters);
-    const share = backend.parseParameters(parameters);
+    const { source: sourceKeys, rest } = splitSourceParameters(parameters);
+    const share = backend.parseParameters(rest);
     const capacityBytes = resolveCapacity(capacity);
     const fingerprint = fingerprintParameters(parameters);
-    const source = content?.source;
+    const source = request.contentSource;
+    const populated = Object.keys(sourceKeys).length > 0;
+    if (populated && source) {
+      throw invalidArgument('volume_content_source cannot be combined with a populator source (source.*)');
+    }
     const existing = await backend.findByName(name);
-    if (existing)
+    if (existing && !populated) {
       return this.toVolume(backend, this.checkCompatible(existing, capacity, fingerprint, source));
+    }
 
-    const path = renderSubDir(share.subDir, name, parameters);
+    const path = existing?.path ?? renderSubDir(share.subDir, name, parameters);
     formatVolumeId({ instance: backend.instance, path });
-    if (content) {
-      const input = {
-        name,
-        path,
+    const input = { name, path, capacityBytes, parameters: fingerprint, share };
+    if (populated) {
+      if (existing) this.checkCompatible(existing, capacity, fingerprint);
+      const population = {
+        parameters: sourceKeys,
         capacityBytes,
-        parameters: fingerprint,
-        share,
-        contentSource: content.source,
+        secrets: request.secrets,
+        pvc: pvcOf(rest),
       };
-      const record = await this.createWithContent(backend, input, content, call);
+      return this.createPopulated(backend, input, population, existing, call);
+    }
+    if (source) {
+      const record = await this.createWithContent(
+        backend,
+        { ...input, contentSource: source },
+        request,
+        call,
+      );
       return this.toVolume(backend, this.checkCompatible(record, capacity, fingerprint, source));
     }
     if (capacityBytes > 0) await this.checkFits(backend, capacityBytes);
-    const record = await backend.createShare({ name, path, capacityBytes, parameters: fingerprint, share });
+    const record = await backend.createShare(input);
     return this.toVolume(backend, this.checkCompatible(record, capacity, fingerprint));
+  }
+
+  /**
+   * A volume filled by the populator: the source is checked before anything is made; the share, its
+   * registration and its first fill run as an operation (ABORTED until done). A fill that fails takes
+   * the share and its sync state with it. A volume a crash left unfilled is filled by the next call.
+   */
+  private async createPopulated(
+    backend: Backend,
+    input: CreateShareInput,
+    request: PopulationRequest,
+    existing: VolumeRecord | undefined,
+    call: CallContext | undefined,
+  ): Promise<Volume> {
+    const planned = await this.population.plan(request);
+    if (!planned) return this.plainAfterAll(backend, input, existing);
+    const readOnly = planned.readOnly;
+    if (existing && (await this.population.filled(this.target(backend, existing)))) {
+      return this.populatedVolume(backend, existing, readOnly);
+    }
+    const record = await this.operations.run(
+      `CreateVolume/${input.name}`,
+      async () => {
+        if (input.capacityBytes > 0) await this.checkFits(backend, input.capacityBytes);
+        return () => this.fillNew(backend, input, planned);
+      },
+      call,
+    );
+    return this.populatedVolume(backend, record, readOnly);
+  }
+
+  private async fillNew(backend: Backend, input: CreateShareInput, planned: PlannedSource) {
+    const record = (await backend.findByName(input.name)) ?? (await backend.createShare(input));
+    const target = this.target(backend, record);
+    try {
+      await this.population.fill(planned, target);
+      return record;
+    } catch (err) {
+      // Registration first, so that no replica syncs into a directory about to go.
+      try {
+        await this.population.release(target);
+      } finally {
+        await backend.deleteShare(record.path, { discard: true });
+      }
+      throw err;
+    }
+  }
+
+  /** A class that allows PVC sources, for a PVC that brings none: an ordinary volume. */
+  private async plainAfterAll(backend: Backend, input: CreateShareInput, existing: VolumeRecord | undefined) {
+    if (!existing && input.capacityBytes > 0) await this.checkFits(backend, input.capacityBytes);
+    return this.toVolume(backend, existing ?? (await backend.createShare(input)));
+  }
+
+  private populatedVolume(backend: Backend, record: VolumeRecord, readOnly: boolean): Volume {
+    const volume = this.toVolume(backend, record);
+    if (readOnly) volume.context[READ_ONLY_CONTEXT] = 'true';
+    return volume;
+  }
+
+  private target(backend: Backend, record: VolumeRecord): VolumeTarget {
+    return { id: formatVolumeId({ instance: backend.instance, path: record.path }), backend, record };
   }
 
   /** A backend that only records capacity cannot hold a volume larger than itself. */
@@ -146,19 +238,20 @@ export class Provisioner {
    */
   private async createWithContent(
     backend: Backend,
-    input: CreateShareInput,
-    content: ContentRequest,
+    input: CreateShareInput & { contentSource: ContentSource },
+    request: CreateRequest,
     call: CallContext | undefined,
   ): Promise<VolumeRecord> {
+    const source = input.contentSource;
     return this.operations.run(
       `CreateVolume/${input.name}`,
       async () => {
         if (!this.content) throw invalidArgument('volume_content_source is not supported');
-        const resolved = await this.content.resolve(content.source, content.secrets);
+        const resolved = await this.content.resolve(source, request.secrets);
         const capacityBytes = input.capacityBytes || resolved.sizeBytes;
         if (capacityBytes < resolved.sizeBytes) {
           throw outOfRange(
-            `requested ${capacityBytes} bytes, but the ${content.source.kind} "${content.source.id}" needs at least ${resolved.sizeBytes}`,
+            `requested ${capacityBytes} bytes, but the ${source.kind} "${source.id}" needs at least ${resolved.sizeBytes}`,
           );
         }
         if (capacityBytes > 0) await this.checkFits(backend, capacityBytes);
@@ -230,7 +323,13 @@ export class Provisioner {
 
   async delete(id: string): Promise<boolean> {
     const found = this.resolve(id);
-    return found ? found.backend.deleteShare(found.ref.path) : false;
+    if (!found) return false;
+    const { backend } = found;
+    return backend.deleteShare(found.ref.path, {
+      beforeDelete: async (record) => {
+        if (mayBePopulated(record.parameters)) await this.population.release({ id, backend, record });
+      },
+    });
   }
 
   async get(id: string): Promise<{ volume: Volume; condition: VolumeCondition }> {
@@ -306,4 +405,10 @@ function safeParse(id: string): VolumeRef | undefined {
   } catch {
     return undefined;
   }
+}
+
+function pvcOf(parameters: Record<string, string>): { namespace: string; name: string } | undefined {
+  const namespace = parameters[PVC_NAMESPACE];
+  const name = parameters[PVC_NAME];
+  return namespace && name ? { namespace, name } : undefined;
 }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +14,17 @@ import { mountCapability } from '../helpers/csi.js';
 const run = promisify(execFile);
 
 describe('sharedvolume-csi executable', () => {
+  it('documents every flag of --help, with its environment variable, in the README', async () => {
+    const { stdout } = await run(DRIVER_BIN, ['--help']);
+    const flags = [...stdout.matchAll(/^\s+(--[a-z-]+)/gm)].map((m) => m[1]!);
+    assert.ok(flags.includes('--sync-lease') && flags.length > 10, stdout);
+    const readme = await readFile(new URL('../../../README.md', import.meta.url), 'utf8');
+    for (const flag of flags.filter((f) => f !== '--help' && f !== '--version')) {
+      const variable = `SHAREDVOLUME_${flag.slice(2).toUpperCase().replace(/-/g, '_')}`;
+      assert.ok(readme.includes(`| \`${flag}\` | \`${variable}\` |`), `README row for ${flag}`);
+    }
+  });
+
   let dir: string;
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), 'sv-cli-'));

@@ -8,6 +8,14 @@ import pLimit from 'p-limit';
 import { parseSourceSpec, readSyncStatus, syncOnce, type SourceSpec } from '../../src/populator/index.js';
 import { S3RVER_CREDENTIALS, startS3rver, type S3rverInstance } from '../helpers/s3rver.js';
 import { listFiles } from './tree.js';
+import { rpc } from '../../src/cli/csi-client.js';
+import { mountCapability } from '../helpers/csi.js';
+import { startDriver, type RunningDriver } from '../helpers/driver.js';
+import { eventually } from '../helpers/eventually.js';
+import { startFileServer, type FileServer } from '../helpers/file-server.js';
+import { freePort } from '../helpers/ports.js';
+import { ok, runSvctl } from '../helpers/svctl.js';
+import { tarGz } from './archives.js';
 
 const CHILD = join(dirname(fileURLToPath(import.meta.url)), 'sync-child.js');
 const OBJECTS = 400;
@@ -173,3 +181,100 @@ describe('populator crash safety', function () {
     });
   }
 });
+
+describe('populator crash: kill -9 of the controller mid-sync, through the real driver', function () {
+  this.timeout(90_000);
+  const FILES = 200;
+  const release = (version: number) =>
+    tarGz(
+      Array.from({ length: FILES }, (_, i) => ({
+        type: 'file' as const,
+        name: `f${i}.txt`,
+        content: content(version, i),
+      })),
+    );
+  let dir: string;
+  let root: string;
+  let files: FileServer;
+  let driver: RunningDriver | undefined;
+  let admin: string;
+  const volumeDir = () => join(root, 'pvc-crash');
+
+  const start = async () => {
+    admin = `127.0.0.1:${await freePort()}`;
+    return startDriver({
+      args: ['--local-root', root, '--populator', '--admin-address', admin, '--sync-lease', '2s'],
+    });
+  };
+
+  /** The version every file of the published tree holds; fails on a torn file or a mixed tree. */
+  const publishedVersion = async (): Promise<number> => {
+    const current = join(volumeDir(), 'current');
+    const names = (await readdir(current)).sort();
+    assert.equal(names.length, FILES);
+    const versions = new Set<number | undefined>();
+    for (const name of names) {
+      const i = Number(/^f(\d+)\.txt$/.exec(name)![1]);
+      versions.add(versionOf(await readFile(join(current, name)), i));
+    }
+    assert.equal(versions.size, 1, `one whole revision, got ${[...versions].join(', ')}`);
+    const [version] = versions;
+    assert.ok(version !== undefined, 'every file whole');
+    return version;
+  };
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sv-ctrl-crash-'));
+    root = join(dir, 'root');
+    files = await startFileServer();
+    files.set('/release.tar.gz', release(1));
+    driver = await start();
+  });
+
+  after(async () => {
+    await driver?.stop();
+    await files?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('leaves the old revision whole, and the restarted controller completes the sync', async () => {
+    await rpc(driver!.controller, 'CreateVolume', {
+      name: 'pvc-crash',
+      volume_capabilities: [mountCapability()],
+      parameters: {
+        'source.type': 'http',
+        'source.http.url': files.url('/release.tar.gz'),
+        publish: 'symlink',
+        syncInterval: '1h',
+      },
+    });
+    assert.equal(await publishedVersion(), 1);
+
+    files.set('/release.tar.gz', release(2), { hold: true });
+    ok(await runSvctl(['sync', 'local/pvc-crash'], { SHAREDVOLUME_ADMIN_ADDRESS: admin }));
+    await files.held('/release.tar.gz');
+    driver!.process.kill('SIGKILL');
+    await driver!.stop();
+    driver = undefined;
+    assert.equal(await publishedVersion(), 1, 'the killed sync changed nothing readers see');
+    const killed = await readSyncStatus(await onlyStateDir(root));
+    assert.ok(killed?.inProgress, 'the kill came in the middle of a sync');
+
+    files.set('/release.tar.gz', release(2));
+    files.release('/release.tar.gz');
+    driver = await start();
+    // The schedule comes back from the state on the backend: the interrupted sync is due at once.
+    await eventually(async () => (await publishedVersion().catch(() => 0)) === 2, 'revision 2', 30_000);
+    assert.equal(await publishedVersion(), 2);
+    const status = await readSyncStatus(await onlyStateDir(root));
+    assert.equal(status?.inProgress, undefined);
+    assert.equal(status?.lastError, undefined);
+  });
+});
+
+async function onlyStateDir(root: string): Promise<string> {
+  const syncRoot = join(root, '.sharedvolume', 'sync');
+  const names = await readdir(syncRoot);
+  assert.equal(names.length, 1);
+  return join(syncRoot, names[0]!);
+}
