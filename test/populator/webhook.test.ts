@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { syncStateDir, writeRegistration } from '../../src/populator/registration.js';
-import { parseSourceSpec } from '../../src/populator/spec.js';
+import { rpc } from '../../src/cli/csi-client.js';
+import { mountCapability } from '../helpers/csi.js';
 import {
   normalizeGitUrl,
   pushMovesRef,
@@ -98,21 +98,6 @@ describe('populator webhook: a push reaches the volume through the real driver',
     await repo.commit({ 'index.html': 'v1\n' });
     api = await startKubeApi();
     api.setSecret('team-a', 'site-git', { username: 'alice', password: PASSWORD });
-    // The volume as CreateVolume will have registered it: a git source, synced hourly.
-    const stateDir = syncStateDir(join(root, '.sharedvolume'), volumeId);
-    await mkdir(stateDir, { recursive: true });
-    await mkdir(join(root, 'site'));
-    await writeRegistration({
-      id: volumeId,
-      volumeDir: join(root, 'site'),
-      stateDir,
-      spec: parseSourceSpec({
-        type: 'git',
-        git: { url: git.url('site.git'), ref: 'main' },
-        syncInterval: '1h',
-      }),
-      secretRef: { namespace: 'team-a', name: 'site-git' },
-    });
     await writeFile(join(dir, 'webhook-secret'), `${SECRET}\n`, { mode: 0o600 });
     hook = `http://127.0.0.1:${await freePort()}`;
     driver = await startDriver({
@@ -128,6 +113,18 @@ describe('populator webhook: a push reaches the volume through the real driver',
         join(dir, 'webhook-secret'),
       ],
       env: { KUBECONFIG: await api.writeKubeconfig(dir) },
+    });
+    await rpc(driver.controller, 'CreateVolume', {
+      name: 'site',
+      volume_capabilities: [mountCapability()],
+      parameters: {
+        'source.type': 'git',
+        'source.git.url': git.url('site.git'),
+        'source.git.ref': 'main',
+        'source.secretRef.name': 'site-git',
+        'source.secretRef.namespace': 'team-a',
+        syncInterval: '1h',
+      },
     });
   });
 
@@ -161,8 +158,8 @@ describe('populator webhook: a push reaches the volume through the real driver',
       repository: { full_name: 'team/site', clone_url: git.url('site.git'), default_branch: 'main' },
     });
 
-  it('fills the volume at start, from the registration on the backend, with the Secret read through the API', async () => {
-    await eventually(async () => (await page()) === 'v1\n', 'the initial fill');
+  it('CreateVolume filled the volume, with the Secret read through the API', async () => {
+    assert.equal(await page(), 'v1\n');
     assert.ok(
       api.requests.some((r) => r.path === '/api/v1/namespaces/team-a/secrets/site-git' && r.status === 200),
     );
