@@ -65,13 +65,20 @@ export function parameterDocs(): string {
   ).join('\n');
 }
 
-export const BEGIN_MARKER = '<!-- BEGIN GENERATED PARAMETERS: npm run docs:params -->';
-export const END_MARKER = '<!-- END GENERATED PARAMETERS -->';
+export interface Markers {
+  begin: string;
+  end: string;
+}
+
+export const PARAMETER_MARKERS: Markers = {
+  begin: '<!-- BEGIN GENERATED PARAMETERS: npm run docs:params -->',
+  end: '<!-- END GENERATED PARAMETERS -->',
+};
 
 /** Replaces the generated section between the markers of a markdown document. */
-export function replaceGenerated(text: string, generated: string): string {
-  const start = text.indexOf(BEGIN_MARKER);
-  const end = text.indexOf(END_MARKER);
-  if (start < 0 || end < start) throw new Error('generated-parameter markers not found');
-  return `${text.slice(0, start + BEGIN_MARKER.length)}\n\n${generated}\n${text.slice(end)}`;
+export function replaceGenerated(text: string, generated: string, markers = PARAMETER_MARKERS): string {
+  const start = text.indexOf(markers.begin);
+  const end = text.indexOf(markers.end);
+  if (start < 0 || end < start) throw new Error(`markers not found: ${markers.begin}`);
+  return `${text.slice(0, start + markers.begin.length)}\n\n${generated}\n${text.slice(end)}`;
 }

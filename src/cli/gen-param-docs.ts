@@ -1,9 +1,14 @@
 #!/usr/bin/env node
 import { readFile, writeFile } from 'node:fs/promises';
-import { parameterDocs, replaceGenerated } from '../backends/param-docs.js';
+import { PARAMETER_MARKERS, parameterDocs, replaceGenerated } from '../backends/param-docs.js';
+import { SOURCE_KEY_MARKERS, sourceParameterDocs } from '../populator/param-docs.js';
 
-// Rewrites the generated parameter tables in each markdown file named on the command line.
-for (const file of process.argv.slice(2)) {
-  await writeFile(file, replaceGenerated(await readFile(file, 'utf8'), parameterDocs()));
+// Rewrites the tables generated from the parameter schemas (run from the repository root).
+const targets = [
+  { file: 'README.md', generated: parameterDocs(), markers: PARAMETER_MARKERS },
+  { file: 'docs/populator.md', generated: sourceParameterDocs(), markers: SOURCE_KEY_MARKERS },
+];
+for (const { file, generated, markers } of targets) {
+  await writeFile(file, replaceGenerated(await readFile(file, 'utf8'), generated, markers));
   console.log(`updated ${file}`);
 }

@@ -142,7 +142,11 @@ const pathList = z
   .pipe(z.array(relativePath).max(100));
 
 const gitSpec = z.strictObject({
-  url: gitUrl.meta({ description: 'Repository URL: https://, http://, ssh://, git:// or user@host:path.' }),
+  url: gitUrl.meta({
+    description:
+      'Repository: `https://`, `http://`, `ssh://`, `git://` or `user@host:path`; never with a password in it. `file://`, local paths and `ext::` are refused.',
+    docDefault: 'required',
+  }),
   ref: z
     .string()
     .min(1)
@@ -153,60 +157,92 @@ const gitSpec = z.strictObject({
       'must be a branch, tag, full ref name or commit id',
     )
     .default('HEAD')
-    .meta({ description: 'Branch, tag, full ref (refs/...) or commit id. Default: the remote HEAD.' }),
-  depth: count(0).default(1).meta({ description: 'History depth fetched; 0 fetches the full history.' }),
-  submodules: boolean.default(false).meta({ description: 'Also publish submodules (recursively).' }),
-  sparsePaths: pathList
-    .default([])
-    .meta({ description: 'Only publish these paths (comma-separated in StorageClass parameters).' }),
+    .meta({
+      description:
+        'Branch, tag, full ref (`refs/...`) or full commit id; a name is looked up as a branch first, then as a tag.',
+      docDefault: '`HEAD` (the remote default branch)',
+    }),
+  depth: count(0)
+    .default(1)
+    .meta({ description: 'Commits of history fetched; `0` fetches all of it.', docDefault: '`1`' }),
+  submodules: boolean
+    .default(false)
+    .meta({ description: '`true` publishes submodules too (recursively).', docDefault: '`false`' }),
+  sparsePaths: pathList.default([]).meta({
+    description: 'Only these paths are published (comma-separated in StorageClass parameters).',
+    docDefault: 'all',
+  }),
   knownHosts: z
     .string()
     .max(65536)
     .optional()
-    .meta({ description: 'known_hosts lines for SSH URLs (the Secret may carry them too).' }),
+    .meta({ description: '`known_hosts` lines for SSH URLs (the Secret may carry them too).' }),
 });
 
 const httpSpec = z.strictObject({
-  url: httpUrl.meta({ description: 'URL of a tar, tar.gz or zip archive, or of a single file.' }),
+  url: httpUrl.meta({
+    description:
+      'A tar, tar.gz, tar.zst or zip archive (recognised by its first bytes), or any other single file, published under the last segment of the URL path.',
+    docDefault: 'required',
+  }),
 });
 
 const s3Spec = z.strictObject({
   bucket: z
     .string()
     .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be a valid S3 bucket name')
-    .meta({ description: 'Bucket name.' }),
+    .meta({ description: 'Bucket name.', docDefault: 'required' }),
   prefix: z
     .string()
     .max(1024)
     .default('')
     .refine((p) => !p.startsWith('/'), 'must not start with "/"')
-    .meta({ description: 'Only objects under this prefix; the prefix is stripped from the file names.' }),
-  endpoint: httpUrl
-    .optional()
-    .meta({ description: 'S3-compatible endpoint URL. Default: AWS, https://s3.<region>.amazonaws.com.' }),
+    .meta({
+      description:
+        'Folder inside the bucket; a missing trailing `/` is added; the prefix is stripped from file names.',
+      docDefault: 'whole bucket',
+    }),
+  endpoint: httpUrl.optional().meta({
+    description: 'S3-compatible endpoint (MinIO, Ceph RGW, ...).',
+    docDefault: 'AWS: `https://s3.<region>.amazonaws.com`',
+  }),
   region: z
     .string()
     .regex(/^[a-z0-9-]{1,40}$/, 'must be a region name such as "us-east-1"')
     .default('us-east-1')
-    .meta({ description: 'Region used for request signing.' }),
+    .meta({ description: 'Region used to sign requests.' }),
   forcePathStyle: boolean.optional().meta({
-    description: 'Path-style URLs (endpoint/bucket/key). Default: true with an endpoint, else false.',
+    description: '`endpoint/bucket/key` URLs instead of `bucket.endpoint/key`.',
+    docDefault: '`true` with an endpoint, else `false`',
   }),
 });
 
 const secretRef = z.strictObject({
-  name: z.string().regex(/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/, 'must be a Secret name'),
+  name: z
+    .string()
+    .regex(/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/, 'must be a Secret name')
+    .meta({ description: 'Secret holding the credentials (layouts below).', docDefault: 'none: anonymous' }),
   namespace: z
     .string()
     .regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, 'must be a namespace name')
-    .optional(),
+    .optional()
+    .meta({
+      description: "That Secret's namespace; a class may name any, a PVC annotation only its own.",
+      docDefault: "the PVC's namespace",
+    }),
 });
 
 const limits = z.strictObject({
-  maxBytes: size.optional().meta({ description: 'Refuse a source whose tree exceeds this many bytes.' }),
+  maxBytes: size.optional().meta({
+    description: 'Refuse a source whose tree is larger (`500Mi`, `10Gi`, `1000000`).',
+    docDefault: 'the requested capacity, if any',
+  }),
   maxFiles: count(1)
     .default(1_000_000)
-    .meta({ description: 'Refuse a source whose tree has more entries than this.' }),
+    .meta({
+      description: 'Refuse a source with more entries (files and symlinks).',
+      docDefault: '`1000000`',
+    }),
 });
 
 export const SOURCE_TYPES = ['git', 'http', 's3'] as const;
@@ -214,7 +250,9 @@ export type SourceType = (typeof SOURCE_TYPES)[number];
 
 export const sourceSpecSchema = z
   .strictObject({
-    type: z.enum(SOURCE_TYPES).meta({ description: 'Where the data comes from: git, http or s3.' }),
+    type: z
+      .enum(SOURCE_TYPES)
+      .meta({ description: 'Where the data comes from.', docDefault: 'required with any other key' }),
     git: gitSpec.optional(),
     http: httpSpec.optional(),
     s3: s3Spec.optional(),
@@ -222,17 +260,24 @@ export const sourceSpecSchema = z
     syncInterval: duration('syncInterval')
       .default(5 * 60_000)
       .refine((ms) => ms === 0 || ms >= 10_000, 'syncInterval must be "0" (fill once) or at least 10s')
-      .meta({ description: 'Time between syncs, plus jitter; "0" fills once. Default 5m.' }),
+      .meta({
+        description: 'Time between syncs, plus up to 10 % jitter; `0` fills once; at least `10s`.',
+        docDefault: '`5m`',
+      }),
     syncTimeout: duration('syncTimeout')
       .default(10 * 60_000)
       .refine((ms) => ms >= 1000, 'syncTimeout must be at least 1s')
-      .meta({ description: 'Deadline of one sync. Default 10m.' }),
+      .meta({
+        description: 'Deadline of one sync, after which it is abandoned and retried.',
+        docDefault: '`10m`',
+      }),
     syncMode: z
       .enum(['mirror', 'additive'])
       .default('mirror')
-      .meta({ description: 'mirror deletes what the source no longer has; additive never deletes.' }),
+      .meta({ description: '`mirror`: the volume holds exactly the source; `additive`: never delete.' }),
     publish: z.enum(['files', 'symlink']).default('files').meta({
-      description: 'files: each file replaced atomically; symlink: whole tree swapped under "current".',
+      description:
+        '`files`: each file replaced atomically; `symlink`: the whole tree swapped under `current`.',
     }),
     limits: limits.default({ maxFiles: 1_000_000 }),
   })
@@ -287,7 +332,7 @@ export const classPolicySchema = z.strictObject({
   }),
   writable: trueOrFalse.meta({
     description:
-      'Publishes populated volumes read-write to pods. Default: read-only, since the next sync replaces what pods would change.',
+      'Publishes populated volumes read-write to pods; otherwise they are read-only, since the next sync replaces what pods would change.',
   }),
 });
 
@@ -330,7 +375,7 @@ export function splitSourceParameters(params: Record<string, string>): {
 }
 
 /** Spec path (['git','url']) -> the StorageClass key users wrote (`source.git.url`). */
-function flatKeyOf(path: readonly PropertyKey[]): string {
+export function flatKeyOf(path: readonly PropertyKey[]): string {
   const dotted = path.map(String).join('.');
   return FLAT_TOP_LEVEL.includes(dotted) || path[0] === 'limits' ? dotted : `source.${dotted}`;
 }
