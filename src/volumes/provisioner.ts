@@ -117,27 +117,24 @@ export class Provisioner {
   }
 
   async create(request: CreateRequest, call?: CallContext): Promise<Volume> {
-    const { name, capacity, parameters } = request;
+    const { name, capacity, parameters, contentSource: source } = request;
     const backend = this.backendFor(parameters);
     const { source: sourceKeys, rest } = splitSourceParameters(parameters);
     const share = backend.parseParameters(rest);
     const capacityBytes = resolveCapacity(capacity);
-    const fingerprint = fingerprintParameters(parameters);
-    const source = request.contentSource;
     const populated = Object.keys(sourceKeys).length > 0;
     if (populated && source) {
       throw invalidArgument('volume_content_source cannot be combined with a populator source (source.*)');
     }
+    const fingerprint = fingerprintParameters(parameters);
     const existing = await backend.findByName(name);
-    if (existing && !populated) {
-      return this.toVolume(backend, this.checkCompatible(existing, capacity, fingerprint, source));
-    }
+    if (existing) this.checkCompatible(existing, capacity, fingerprint, source);
+    if (existing && !populated) return this.toVolume(backend, existing);
 
     const path = existing?.path ?? renderSubDir(share.subDir, name, parameters);
     formatVolumeId({ instance: backend.instance, path });
     const input = { name, path, capacityBytes, parameters: fingerprint, share };
     if (populated) {
-      if (existing) this.checkCompatible(existing, capacity, fingerprint);
       const population = {
         parameters: sourceKeys,
         capacityBytes,
@@ -146,18 +143,15 @@ export class Provisioner {
       };
       return this.createPopulated(backend, input, population, existing, call);
     }
-    if (source) {
-      const record = await this.createWithContent(
-        backend,
-        { ...input, contentSource: source },
-        request,
-        call,
-      );
-      return this.toVolume(backend, this.checkCompatible(record, capacity, fingerprint, source));
-    }
-    if (capacityBytes > 0) await this.checkFits(backend, capacityBytes);
-    const record = await backend.createShare(input);
-    return this.toVolume(backend, this.checkCompatible(record, capacity, fingerprint));
+    const record = source
+      ? await this.createWithContent(backend, { ...input, contentSource: source }, request, call)
+      : await this.createPlain(backend, input);
+    return this.toVolume(backend, this.checkCompatible(record, capacity, fingerprint, source));
+  }
+
+  private async createPlain(backend: Backend, input: CreateShareInput): Promise<VolumeRecord> {
+    if (input.capacityBytes > 0) await this.checkFits(backend, input.capacityBytes);
+    return backend.createShare(input);
   }
 
   /**
@@ -208,8 +202,7 @@ export class Provisioner {
 
   /** A class that allows PVC sources, for a PVC that brings none: an ordinary volume. */
   private async plainAfterAll(backend: Backend, input: CreateShareInput, existing: VolumeRecord | undefined) {
-    if (!existing && input.capacityBytes > 0) await this.checkFits(backend, input.capacityBytes);
-    return this.toVolume(backend, existing ?? (await backend.createShare(input)));
+    return this.toVolume(backend, existing ?? (await this.createPlain(backend, input)));
   }
 
   private populatedVolume(backend: Backend, record: VolumeRecord, readOnly: boolean): Volume {
