@@ -28,7 +28,9 @@ FROM ${DEBIAN_IMAGE} AS runtime
 #   mount.nfs                         nfs-common
 #   mount.glusterfs (FUSE client)     glusterfs-client
 #   gluster (quota CLI)               glusterfs-cli
-#   git, ssh, rsync                   git, openssh-client, rsync (the populator's sources)
+#   git, ssh (git's GIT_SSH_COMMAND)  git, openssh-client (the populator's git source; --populator is on)
+#   cp -al, cp -a                     coreutils (the populator's versions in publish: symlink)
+#   rsync                             rsync (on the issue's list of tools; src/ does not run it today)
 #   tar, zstd, gzip, cp               tar, zstd, gzip, coreutils (snapshot archives, restores, clones)
 #   btrfs                             btrfs-progs (local roots on btrfs: subvolumes, qgroups, snapshots)
 #   tini                              PID 1: forwards signals, reaps zombies of mount helpers

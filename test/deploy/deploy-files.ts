@@ -9,8 +9,6 @@ import { parseAllDocuments } from 'yaml';
 export const REPO = resolve(fileURLToPath(new URL('../../../', import.meta.url)));
 export const DEPLOY = join(REPO, 'deploy');
 export const EXAMPLES = join(DEPLOY, 'examples');
-/** Examples for features that have not landed (populator, snapshots); see its README. */
-export const PENDING = join(EXAMPLES, 'pending');
 
 /** Every kustomization that must build: the base, each overlay and each add-on. */
 export const KUSTOMIZATIONS = [
@@ -21,15 +19,17 @@ export const KUSTOMIZATIONS = [
   'overlays/glusterfs',
   'overlays/monitoring',
   'overlays/source-egress',
+  'overlays/webhook',
   'monitoring',
 ];
-/** The overlays that are complete installs (base + a backend). */
+/** The overlays that are complete installs (base + a backend, and the add-ons stacked on one). */
 export const INSTALL_OVERLAYS = [
   'overlays/local',
   'overlays/nfs',
   'overlays/nfs-unprivileged',
   'overlays/glusterfs',
   'overlays/monitoring',
+  'overlays/webhook',
 ];
 
 /** A manifest object; fields past the type meta are read loosely, as the tests assert their shape. */

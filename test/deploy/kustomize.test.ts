@@ -1,6 +1,12 @@
 import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { isIPv4 } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseBackendsFile } from '../../src/backends/registry.js';
+import { signBody } from '../../src/populator/webhook.js';
+import { startDriver, type RunningDriver } from '../helpers/driver.js';
+import { freePort } from '../helpers/ports.js';
 import {
   INSTALL_OVERLAYS,
   KUSTOMIZATIONS,
@@ -27,10 +33,23 @@ const driverContainer = (o: K8sObject): any =>
   podSpec(o).containers.find((c: { name: string }) => c.name === 'sharedvolume-csi');
 const controller = (objects: K8sObject[]) => findObject(objects, 'Deployment', 'sharedvolume-csi-controller');
 const node = (objects: K8sObject[]) => findObject(objects, 'DaemonSet', 'sharedvolume-csi-node');
+const podSpecLabels = (o: K8sObject): Record<string, string> => o.spec.template.metadata.labels;
 const hostPaths = (o: K8sObject): string[] =>
   podSpec(o)
     .volumes.filter((v: { hostPath?: unknown }) => v.hostPath)
     .map((v: { hostPath: { path: string } }) => v.hostPath.path);
+
+const WEBHOOK_ARGS = [
+  '--webhook-address=0.0.0.0:9809',
+  '--webhook-secret-file=/etc/sharedvolume-webhook/secret',
+];
+const WEBHOOK_SECRET_DIR = '/etc/sharedvolume-webhook';
+const CONTROLLER_LABELS = {
+  'app.kubernetes.io/name': 'sharedvolume-csi',
+  'app.kubernetes.io/component': 'controller',
+};
+const selects = (selector: Record<string, string> = {}, labels: Record<string, string>) =>
+  Object.entries(selector).every(([k, v]) => labels[k] === v);
 
 /** Whether an IPv4 address lies in a CIDR block. */
 function inCidr(address: string, cidr: string): boolean {
@@ -165,6 +184,96 @@ describe('kubectl kustomize', function () {
           `${dir}: no egress NetworkPolicy lets the ${component} reach ${server}`,
         );
       }
+    }
+  });
+
+  it('the base controller runs the populator: it acts only on classes with a source', async () => {
+    assert.ok(driverContainer(controller(await kustomize('base'))).args.includes('--populator'));
+  });
+
+  it('webhook: adds exactly the webhook flags, the Secret mount, port 9809 and its Service to its backend overlay', async () => {
+    const objects = await kustomize('overlays/webhook');
+    const under = await kustomize('overlays/nfs-unprivileged');
+    const driver = driverContainer(controller(objects));
+    assert.deepEqual(driver.args, [...driverContainer(controller(under)).args, ...WEBHOOK_ARGS]);
+
+    const mount = driver.volumeMounts.find((m: { mountPath: string }) => m.mountPath === WEBHOOK_SECRET_DIR);
+    assert.equal(mount?.readOnly, true, 'the Secret is mounted read-only');
+    const volume = podSpec(controller(objects)).volumes.find((v: { name: string }) => v.name === mount.name);
+    // Not optional: without the Secret the pod waits instead of serving a webhook nobody can sign.
+    assert.deepEqual(volume.secret, {
+      secretName: 'sharedvolume-webhook',
+      items: [{ key: 'secret', path: 'secret' }],
+    });
+    assert.deepEqual(
+      objects.filter((o) => o.kind === 'Secret'),
+      [],
+      'no Secret is shipped, so no known HMAC secret is ever deployed',
+    );
+
+    const port = driver.ports.find((p: { containerPort: number }) => p.containerPort === 9809);
+    assert.deepEqual(port, { name: 'webhook', containerPort: 9809, protocol: 'TCP' });
+    const service = findObject(objects, 'Service', 'sharedvolume-csi-webhook');
+    assert.ok(
+      selects(service.spec.selector, podSpecLabels(controller(objects))),
+      'Service selects the controller',
+    );
+    assert.deepEqual(service.spec.ports, [
+      { name: 'webhook', port: 9809, targetPort: 'webhook', protocol: 'TCP' },
+    ]);
+
+    // The base NetworkPolicy admits it; the overlay adds nothing else.
+    const admits = objects
+      .filter((o) => o.kind === 'NetworkPolicy' && selects(o.spec.podSelector.matchLabels, CONTROLLER_LABELS))
+      .flatMap((p) => p.spec.ingress ?? [])
+      .some(
+        (rule: { from?: unknown[]; ports?: { port: number; protocol: string }[] }) =>
+          !rule.from && rule.ports?.some((p) => p.port === 9809 && p.protocol === 'TCP'),
+      );
+    assert.ok(admits, 'no NetworkPolicy admits TCP 9809 to the controller');
+    const ids = (list: typeof objects) => list.map((o) => `${o.kind}/${o.metadata.name}`).sort();
+    assert.deepEqual(ids(objects), ids([...under, service]));
+  });
+
+  it("webhook: the driver serves signed requests with the overlay's flags and refuses unsigned ones", async () => {
+    const args: string[] = driverContainer(controller(await kustomize('overlays/webhook'))).args;
+    const dir = await mkdtemp(join(tmpdir(), 'sv-webhook-overlay-'));
+    let driver: RunningDriver | undefined;
+    try {
+      // The Secret's volume, as kubelet would project it under a stand-in for the mount path.
+      const secret = 'overlay-secret-PLANTED';
+      await mkdir(join(dir, WEBHOOK_SECRET_DIR), { recursive: true });
+      await writeFile(join(dir, WEBHOOK_SECRET_DIR, 'secret'), secret);
+      const address = `127.0.0.1:${await freePort()}`;
+      const kept = args.filter((a) => /^--(mode|populator|webhook-)/.test(a));
+      assert.deepEqual(kept.slice(-2), WEBHOOK_ARGS);
+      driver = await startDriver({
+        args: [
+          '--local-root',
+          join(dir, 'root'),
+          '--admin-address',
+          'off',
+          ...kept.map((a) =>
+            a
+              .replace('--webhook-address=0.0.0.0:9809', `--webhook-address=${address}`)
+              .replace(`=${WEBHOOK_SECRET_DIR}/`, `=${join(dir, WEBHOOK_SECRET_DIR)}/`),
+          ),
+        ],
+      });
+      const body = '{}';
+      const post = (headers: Record<string, string>) =>
+        fetch(`http://${address}/hooks/sync/${encodeURIComponent('local/none')}`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', ...headers },
+          body,
+        });
+      assert.equal((await post({})).status, 401);
+      assert.equal((await post({ 'x-hub-signature-256': signBody('wrong', body) })).status, 401);
+      // Signed with the mounted secret: accepted, and answered for the (unknown) volume.
+      assert.equal((await post({ 'x-hub-signature-256': signBody(secret, body) })).status, 404);
+    } finally {
+      await driver?.stop();
+      await rm(dir, { recursive: true, force: true });
     }
   });
 

@@ -157,7 +157,12 @@ export async function startKubeApi(): Promise<KubeApiStandIn> {
       });
       return uid;
     },
-    setSecret: (namespace, name, data) => void secrets.set(`${namespace}/${name}`, data),
+    setSecret: (namespace, name, data) => {
+      // Fail in the test that passes bad data, not as a request that never gets an answer.
+      const bad = Object.entries(data).find(([, v]) => typeof v !== 'string');
+      if (bad) throw new TypeError(`Secret ${namespace}/${name}: data "${bad[0]}" is not a string`);
+      secrets.set(`${namespace}/${name}`, data);
+    },
     deleteSecret: (namespace, name) => void secrets.delete(`${namespace}/${name}`),
     forbidSecret: (namespace, name) => void forbidden.add(`${namespace}/${name}`),
     async writeKubeconfig(dir) {
