@@ -237,12 +237,10 @@ const limits = z.strictObject({
     description: 'Refuse a source whose tree is larger (`500Mi`, `10Gi`, `1000000`).',
     docDefault: 'the requested capacity, if any',
   }),
-  maxFiles: count(1)
-    .default(1_000_000)
-    .meta({
-      description: 'Refuse a source with more entries (files and symlinks).',
-      docDefault: '`1000000`',
-    }),
+  maxFiles: count(1).default(1_000_000).meta({
+    description: 'Refuse a source with more entries (files and symlinks).',
+    docDefault: '`1000000`',
+  }),
 });
 
 export const SOURCE_TYPES = ['git', 'http', 's3'] as const;
