@@ -1,11 +1,17 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, statfs } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 
 /** The launcher operators run (it sets the node flags), not the bare script. */
 const DRIVER_BIN = fileURLToPath(new URL('../../bin/sharedvolume-csi', import.meta.url));
 const CLOCK_TICKS = 100;
+
+/** CPU seconds of a process: user space (its code, V8, libraries) and kernel (its syscalls). */
+export interface CpuTime {
+  user: number;
+  system: number;
+}
 
 /** The real driver as a child process, with its CPU time and RSS read from /proc. */
 export class DriverProcess {
@@ -25,11 +31,33 @@ export class DriverProcess {
     if (!existsSync(this.socket)) throw new Error('driver did not create its socket');
   }
 
-  /** User + system CPU seconds consumed so far. */
-  async cpuSeconds(): Promise<number> {
+  /** CPU consumed so far by all the driver's threads (JS, V8 GC helpers, libuv file system workers). */
+  async cpu(): Promise<CpuTime> {
     const stat = await readFile(`/proc/${this.child.pid}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+    return { user: Number(fields[11]) / CLOCK_TICKS, system: Number(fields[12]) / CLOCK_TICKS };
+  }
+
+  /** User + system CPU seconds consumed so far. */
+  async cpuSeconds(): Promise<number> {
+    const { user, system } = await this.cpu();
+    return user + system;
+  }
+
+  /**
+   * Waits until the driver has gone idle (at most one clock tick of CPU in a 100 ms window), so that
+   * work a phase left running in the background (purging deleted volumes) is charged to that phase
+   * and not to the next one. Gives up after `maxMs`.
+   */
+  async settle(maxMs = 10_000): Promise<void> {
+    const deadline = Date.now() + maxMs;
+    let last = await this.cpuSeconds();
+    while (Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 100));
+      const now = await this.cpuSeconds();
+      if (now - last <= 1 / CLOCK_TICKS) return;
+      last = now;
+    }
   }
 
   async rssMiB(): Promise<number> {
@@ -43,6 +71,20 @@ export class DriverProcess {
     this.child.kill('SIGTERM');
     await exited;
   }
+}
+
+const FS_TYPES: Record<number, string> = {
+  0xef53: 'ext2/3/4',
+  0x01021994: 'tmpfs',
+  0x9123683e: 'btrfs',
+  0x58465342: 'xfs',
+  0x794c7630: 'overlayfs',
+};
+
+/** The file system a directory is on, by name where known (the backend's costs depend on it). */
+export async function fileSystemName(dir: string): Promise<string> {
+  const type = (await statfs(dir)).type;
+  return FS_TYPES[type] ?? `type 0x${type.toString(16)}`;
 }
 
 /** Runs `task(i)` for i in [0, count) with at most `concurrency` in flight; returns per-call latencies in ms. */

@@ -7,7 +7,8 @@ import { identityService } from './identity/service.js';
 import { DriverMetrics, serveMetrics } from './metrics/registry.js';
 import { VolumeMounts } from './mount/volume-mounts.js';
 import { nodeService } from './node/service.js';
-import type { PopulatorFlags, PopulatorRuntime } from './populator/runtime.js';
+import type { PopulatorFlags } from './populator/flags.js';
+import type { PopulatorRuntime } from './populator/runtime.js';
 import { grpcAddress, parseEndpoint, prepareUnixSocket } from './rpc/endpoint.js';
 import { wrapService, type RpcRuntime } from './rpc/handler.js';
 import { VolumeLocks } from './rpc/locks.js';
@@ -38,7 +39,8 @@ export interface DriverOptions {
 
 /** Assembles the services for the chosen mode and serves them on one endpoint. */
 export class Driver {
-  private readonly server = new Server();
+  // Channelz (gRPC's introspection service) is never served here; left on, it does per-call bookkeeping.
+  private readonly server = new Server({ 'grpc.enable_channelz': 0 });
   private readonly registry: BackendRegistry;
   private readonly metrics = new DriverMetrics();
   private metricsServer: HttpServer | undefined;

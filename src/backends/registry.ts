@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { parse as parseYaml } from 'yaml';
+import { createRequire } from 'node:module';
 import { z } from 'zod';
 import { describeZodError } from '../rpc/errors.js';
 import { isValidInstanceName } from '../volumes/volume-id.js';
@@ -25,6 +25,10 @@ export type BackendConfig = z.infer<typeof backendConfigSchema>;
 export const backendsFileSchema = z.strictObject({
   backends: z.array(backendConfigSchema).min(1),
 });
+
+// Only --backends FILE needs a YAML parser: loaded on first use, so a driver without one does not keep it.
+const requireModule = createRequire(import.meta.url);
+const parseYaml = (text: string): unknown => (requireModule('yaml') as typeof import('yaml')).parse(text);
 
 export interface RuntimeOptions {
   /** Where the driver keeps its own mounts and scratch state on this host. */

@@ -4,7 +4,7 @@ import { hostname } from 'node:os';
 import { loadBackendConfigs } from '../backends/registry.js';
 import { Driver, type Mode } from '../driver.js';
 import { createLogger, type LogFormat } from '../logging/logger.js';
-import { DEFAULT_ADMIN_ADDRESS, type PopulatorFlags } from '../populator/runtime.js';
+import { DEFAULT_ADMIN_ADDRESS, type PopulatorFlags } from '../populator/flags.js';
 import { parseDuration } from '../populator/spec.js';
 import { VERSION } from '../version.js';
 

@@ -4,6 +4,7 @@ import type { Logger } from 'winston';
 import type { Backend } from '../backends/backend.js';
 import { SyncMetrics } from '../metrics/registry.js';
 import { adminHandler } from './admin.js';
+import type { PopulatorFlags } from './flags.js';
 import { closeServer, isLoopbackHost, listen, parseListenAddress } from './http-server.js';
 import { syncStateRoot } from './registration.js';
 import { PopulatorService } from './service.js';
@@ -11,28 +12,18 @@ import type { PopulatedVolumes } from './volumes.js';
 import { lazyKube } from '../kube/client.js';
 import { readWebhookSecret, webhookHandler } from './webhook.js';
 
+export { DEFAULT_ADMIN_ADDRESS, type PopulatorFlags } from './flags.js';
+
 /**
  * The populator as the driver runs it (--populator, controller side): the service, its metrics,
  * the loopback admin endpoint for svctl and the optional public webhook.
  */
-
-export interface PopulatorFlags {
-  /** Loopback host:port for `svctl sync`; undefined: none. */
-  adminAddress?: string;
-  /** host:port of the webhook listener; undefined: none. */
-  webhookAddress?: string;
-  webhookSecretFile?: string;
-  /** How long a sync lease lasts unrenewed (--sync-lease). */
-  leaseDurationMs?: number;
-}
 
 export interface PopulatorDeps {
   logger: Logger;
   metrics: Registry;
   backends: () => Backend[];
 }
-
-export const DEFAULT_ADMIN_ADDRESS = '127.0.0.1:9810';
 
 export class PopulatorRuntime {
   readonly service: PopulatorService;
