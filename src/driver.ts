@@ -95,6 +95,8 @@ export class Driver {
 
   async start(): Promise<void> {
     if (this.options.mode !== 'node') await Promise.all(this.registry.all().map((b) => b.init?.()));
+    // Before the socket exists: a CreateVolume must never find the populator still loading.
+    await this.startPopulator();
     const endpoint = parseEndpoint(this.options.endpoint);
     if (endpoint.kind === 'unix') {
       await prepareUnixSocket(endpoint.path);
@@ -105,7 +107,6 @@ export class Driver {
         err ? reject(err) : resolve(port),
       ),
     );
-    await this.startPopulator();
     if (this.options.metricsAddress)
       this.metricsServer = await serveMetrics(this.metrics, this.options.metricsAddress);
     this.options.logger.info('serving', {

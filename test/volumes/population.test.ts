@@ -3,8 +3,10 @@ import assert from 'node:assert/strict';
 import { access, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { rpc } from '../../src/cli/csi-client.js';
-import { startDriver, type RunningDriver } from '../helpers/driver.js';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { connectCsi, rpc } from '../../src/cli/csi-client.js';
+import { DRIVER_BIN, startDriver, type RunningDriver } from '../helpers/driver.js';
 import { mountCapability, rejectsWith } from '../helpers/csi.js';
 import { callWithDeadline } from '../helpers/deadline.js';
 import { eventually } from '../helpers/eventually.js';
@@ -259,5 +261,62 @@ describe('volumes: CreateVolume and DeleteVolume with a populator source (real d
       (await readdir(join(dir, 'plain-root'))).filter((n) => n !== '.sharedvolume'),
       [],
     );
+  });
+});
+
+describe('volumes: a populated CreateVolume as soon as the driver socket exists', function () {
+  this.timeout(30_000);
+  let dir: string;
+  let files: FileServer;
+  let child: ChildProcess | undefined;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sv-population-start-'));
+    files = await startFileServer();
+    files.set('/site.tar.gz', site('v1'));
+  });
+
+  after(async () => {
+    if (child && child.exitCode === null) {
+      const exited = new Promise((resolve) => child!.once('exit', resolve));
+      child.kill('SIGTERM');
+      await exited;
+    }
+    await files?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('finds the populator ready: it starts before the socket is created', async () => {
+    const socket = join(dir, 'csi.sock');
+    child = spawn(
+      DRIVER_BIN,
+      [
+        '--endpoint',
+        `unix://${socket}`,
+        '--local-root',
+        join(dir, 'root'),
+        '--populator',
+        '--admin-address',
+        'off',
+      ],
+      { stdio: 'ignore' },
+    );
+    await eventually(() => existsSync(socket), 'the socket', 15_000);
+    const clients = connectCsi(`unix://${socket}`);
+    try {
+      const { volume } = await rpc(clients.controller, 'CreateVolume', {
+        name: 'pvc-early',
+        volume_capabilities: [mountCapability()],
+        parameters: {
+          'source.type': 'http',
+          'source.http.url': files.url('/site.tar.gz'),
+          syncInterval: '0',
+        },
+      });
+      assert.equal(await readFile(join(dir, 'root', 'pvc-early', 'README'), 'utf8'), 'release v1\n');
+      assert.equal(volume?.volume_context.readOnly, 'true');
+    } finally {
+      clients.close();
+    }
   });
 });
