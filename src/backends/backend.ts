@@ -32,6 +32,8 @@ export interface VolumeRecord {
   createdAt: string;
   /** Set for clones and restores; part of the idempotency check. */
   contentSource?: ContentSource;
+  /** Extra volume_context, fixed at creation (CSI: the same on every call for this volume). */
+  volumeContext?: Record<string, string>;
 }
 
 export interface Capacity {
@@ -48,6 +50,7 @@ export interface CreateShareInput {
   parameters: Record<string, string>;
   share: ShareParams;
   contentSource?: ContentSource;
+  volumeContext?: Record<string, string>;
 }
 
 /** How a new volume gets its content: a copy of a directory tree, or whatever `write` puts into it. */

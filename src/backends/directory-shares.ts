@@ -431,6 +431,7 @@ function newRecord(input: CreateShareInput): VolumeRecord {
     mountOptions: input.share.mountOptions,
     createdAt: new Date().toISOString(),
     ...(input.contentSource ? { contentSource: input.contentSource } : {}),
+    ...(input.volumeContext ? { volumeContext: input.volumeContext } : {}),
   };
 }
 

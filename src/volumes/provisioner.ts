@@ -74,7 +74,9 @@ function sameParameters(a: Record<string, string>, b: Record<string, string>): b
 }
 
 export function volumeContext(record: VolumeRecord): Record<string, string> {
-  return record.mountOptions.length > 0 ? { [MOUNT_OPTIONS_CONTEXT]: record.mountOptions.join(',') } : {};
+  const context: Record<string, string> = { ...record.volumeContext };
+  if (record.mountOptions.length > 0) context[MOUNT_OPTIONS_CONTEXT] = record.mountOptions.join(',');
+  return context;
 }
 
 const LIST_TOKEN_PREFIX = 'v1:';
@@ -168,19 +170,20 @@ export class Provisioner {
   ): Promise<Volume> {
     const planned = await this.population.plan(request);
     if (!planned) return this.plainAfterAll(backend, input, existing);
-    const readOnly = planned.readOnly;
     if (existing && (await this.population.filled(this.target(backend, existing)))) {
-      return this.populatedVolume(backend, existing, readOnly);
+      return this.toVolume(backend, existing);
     }
+    // In the record, so that every later call reports the same volume_context.
+    const filled = planned.readOnly ? { ...input, volumeContext: { [READ_ONLY_CONTEXT]: 'true' } } : input;
     const record = await this.operations.run(
       `CreateVolume/${input.name}`,
       async () => {
         if (input.capacityBytes > 0) await this.checkFits(backend, input.capacityBytes);
-        return () => this.fillNew(backend, input, planned);
+        return () => this.fillNew(backend, filled, planned);
       },
       call,
     );
-    return this.populatedVolume(backend, record, readOnly);
+    return this.toVolume(backend, record);
   }
 
   private async fillNew(backend: Backend, input: CreateShareInput, planned: PlannedSource) {
@@ -203,12 +206,6 @@ export class Provisioner {
   /** A class that allows PVC sources, for a PVC that brings none: an ordinary volume. */
   private async plainAfterAll(backend: Backend, input: CreateShareInput, existing: VolumeRecord | undefined) {
     return this.toVolume(backend, existing ?? (await this.createPlain(backend, input)));
-  }
-
-  private populatedVolume(backend: Backend, record: VolumeRecord, readOnly: boolean): Volume {
-    const volume = this.toVolume(backend, record);
-    if (readOnly) volume.context[READ_ONLY_CONTEXT] = 'true';
-    return volume;
   }
 
   private target(backend: Backend, record: VolumeRecord): VolumeTarget {

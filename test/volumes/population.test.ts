@@ -93,6 +93,12 @@ describe('volumes: CreateVolume and DeleteVolume with a populator source (real d
     });
     // The sync state is beside the volume, never inside it where pods would see it.
     assert.equal((await syncStates()).length, 1);
+    // CSI: the same volume_context on every call that reports the volume.
+    const got = await rpc(driver.controller, 'ControllerGetVolume', { volume_id: 'local/pvc-fill' });
+    assert.equal(got.volume?.volume_context.readOnly, 'true');
+    const listed = await rpc(driver.controller, 'ListVolumes', {});
+    const entry = listed.entries.find((e) => e.volume?.volume_id === 'local/pvc-fill');
+    assert.equal(entry?.volume?.volume_context.readOnly, 'true');
     const again = await create('pvc-fill', httpClass('/site.tar.gz'));
     assert.equal(again.volume?.volume_id, 'local/pvc-fill', 'a retry returns the same volume');
     assert.equal(files.requests.filter((r) => r.path === '/site.tar.gz').length, 1, 'and fetches nothing');
