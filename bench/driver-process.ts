@@ -67,6 +67,8 @@ export class DriverProcess {
   }
 
   async stop(): Promise<void> {
+    // A driver that already exited (it failed to start) sends no 'exit' again: waiting would hang.
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
     const exited = new Promise((r) => this.child.once('exit', r));
     this.child.kill('SIGTERM');
     await exited;

@@ -41,7 +41,13 @@ export const archiveStore: SnapshotStore = {
         ...record,
         state: 'ready',
         sizeBytes: record.sizeBytes || digest.dataBytes,
-        archive: { name, bytes: digest.bytes, sha256: digest.sha256, dataBytes: digest.dataBytes },
+        archive: {
+          name,
+          bytes: digest.bytes,
+          sha256: digest.sha256,
+          formatChecksum: digest.formatChecksum,
+          dataBytes: digest.dataBytes,
+        },
       };
     } catch (err) {
       await removeFile(partial);

@@ -32,8 +32,11 @@ export interface SnapshotRecord {
   state: 'pending' | 'ready';
   compression?: Compression;
   s3?: S3Location;
-  /** Archives: the stored object (file name in data/, or S3 key) with its size and checksum. */
-  archive?: { name: string; bytes: number; sha256: string; dataBytes: number };
+  /**
+   * Archives: the stored object (file name in data/, or S3 key) with its size and checksum: the sha256
+   * of the object, or for a compressed archive in data/ the checksum its format carries at its end.
+   */
+  archive?: { name: string; bytes: number; sha256?: string; formatChecksum?: string; dataBytes: number };
 }
 
 const isErrno = (err: unknown, code: string) => (err as NodeJS.ErrnoException | undefined)?.code === code;

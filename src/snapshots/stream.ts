@@ -1,15 +1,16 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { open } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { Transform, type Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /**
  * Snapshot archives as streams: GNU tar reads or writes the tree and a compressor runs beside it,
- * joined by a pipe. Into and out of files, the tools do all the I/O and the driver only hashes the file
- * with one reused buffer; into and out of other streams (S3), the driver moves the compressed bytes,
- * hashing them on the way. Either way memory stays constant whatever the volume size.
+ * joined by a pipe. Into and out of files, the tools do all the I/O and the driver only syncs the file
+ * (and hashes an uncompressed one with one reused buffer); into and out of other streams (S3), the
+ * driver moves the compressed bytes, hashing them on the way. Either way memory stays constant
+ * whatever the volume size.
  */
 
 export const COMPRESSIONS = ['zstd', 'gzip', 'none'] as const;
@@ -21,9 +22,13 @@ export const ARCHIVE_SUFFIX: Record<Compression, string> = {
   none: '.tar',
 };
 
-/** zstd -3 on all cores: about as small as gzip -6 and many times faster (see docs/snapshots.md). */
+/**
+ * zstd -3 on all cores: about as small as gzip -6 and many times faster (see docs/snapshots.md). Both
+ * formats carry a checksum of the content that decompression verifies (zstd: XXH64, asked for
+ * explicitly; gzip: CRC-32 and length), so a damaged or cut archive fails its restore.
+ */
 const COMPRESS: Record<Exclude<Compression, 'none'>, [string, string[]]> = {
-  zstd: ['zstd', ['-q', '-c', '-3', '-T0']],
+  zstd: ['zstd', ['-q', '-c', '-3', '-T0', '--check']],
   gzip: ['gzip', ['-c', '-6']],
 };
 const DECOMPRESS: Record<Exclude<Compression, 'none'>, [string, string[]]> = {
@@ -34,7 +39,10 @@ const DECOMPRESS: Record<Exclude<Compression, 'none'>, [string, string[]]> = {
 export interface ArchiveDigest {
   /** Size of the archive as stored (compressed). */
   bytes: number;
-  sha256: string;
+  /** Absent for compressed archives in files: their formatChecksum stands in for it. */
+  sha256?: string;
+  /** A compressed archive's own checksum of its content, as stored at its end (see TRAILERS). */
+  formatChecksum?: string;
   /** Size of the tar stream (uncompressed), as tar counted it. */
   dataBytes: number;
 }
@@ -72,6 +80,16 @@ function tarExtractArgs(dir: string): string[] {
   ];
 }
 
+/** A tool's failure; `brokenPipe` when it only died because the next tool in the pipe had gone. */
+class ToolFailure extends Error {
+  constructor(
+    message: string,
+    readonly brokenPipe: boolean,
+  ) {
+    super(message);
+  }
+}
+
 /** A child process whose exit status and last words are kept for the error message. */
 class Tool {
   readonly exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
@@ -101,7 +119,7 @@ class Tool {
     const detail =
       this.stderr.trim().split('\n').slice(-3).join('; ') ||
       (signal ? `killed by ${signal}` : `exit ${code}`);
-    throw new Error(`${this.name} failed: ${detail}`);
+    throw new ToolFailure(`${this.name} failed: ${detail}`, signal === 'SIGPIPE');
   }
 
   kill(): void {
@@ -145,17 +163,21 @@ class Digest extends Transform {
   }
 }
 
-/** Runs `tools` and the stream pipeline together; on any failure every tool is killed and the first error wins. */
+/**
+ * Runs `tools` and the stream pipeline together; on any failure every tool is killed and the first
+ * error wins, except that a tool killed by a broken pipe yields to the tool that broke it.
+ */
 async function runAll(tools: Tool[], flow: Promise<void>, checks: Promise<void>[], signal?: AbortSignal) {
   const onAbort = () => tools.forEach((t) => t.kill());
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
     const results = await Promise.allSettled([flow, ...checks]);
-    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) {
+    const failures = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
+    if (failures.length > 0) {
       tools.forEach((t) => t.kill());
       await Promise.allSettled(tools.map((t) => t.exit));
-      throw signal?.aborted ? new Error('cancelled') : failed.reason;
+      if (signal?.aborted) throw new Error('cancelled');
+      throw failures.find((e) => !(e instanceof ToolFailure && e.brokenPipe)) ?? failures[0];
     }
   } finally {
     signal?.removeEventListener('abort', onAbort);
@@ -172,7 +194,7 @@ export async function writeArchive(
   compression: Compression,
   sink: Writable,
   signal?: AbortSignal,
-): Promise<ArchiveDigest> {
+): Promise<ArchiveDigest & { sha256: string }> {
   const tar = start('tar', 'tar', tarCreateArgs(dir), ['ignore', 'pipe', 'pipe']);
   const tools = [tar];
   let output: Readable = tar.child.stdout!;
@@ -200,7 +222,7 @@ export async function extractArchive(
   source: Readable,
   compression: Compression,
   dir: string,
-  expected: { bytes: number; sha256: string },
+  expected: RecordedArchive,
   signal?: AbortSignal,
 ): Promise<void> {
   const digest = new Digest();
@@ -231,50 +253,107 @@ export async function extractArchive(
 const SYNC_EVERY_BYTES = 64 * 1024 * 1024;
 /** How long to wait when the reader has caught up with a writer that is still running. */
 const CAUGHT_UP_PAUSE_MS = 5;
+/** How often the size of a file that is not read back is looked at. */
+const WATCH_PAUSE_MS = 20;
 
 /**
- * Reads a file from the start with one reused buffer, hashing it, while its writer may still be
- * appending: at the end of the data it waits for more until `writerDone()` says nothing more comes.
- * With `durable`, the file is synced to disk along the way and at the end.
+ * Follows a file that its writer may still be appending to, until `writerDone()` says nothing more
+ * comes; with `hash`, reads it from the start with one reused buffer and hashes it, otherwise only
+ * watches its size. With `durable`, the file is synced to disk along the way and at the end.
  */
 async function followFile(
   path: string,
   writerDone: () => boolean,
-  durable: boolean,
-): Promise<{ bytes: number; sha256: string }> {
+  { hash, durable }: { hash: boolean; durable: boolean },
+): Promise<{ bytes: number; sha256?: string }> {
   const handle = await open(path, 'r');
+  const background = new BackgroundSync(handle, durable);
   try {
-    const hash = createHash('sha256');
-    const buffer = Buffer.allocUnsafe(STREAM_BUFFER_BYTES);
-    let bytes = 0;
-    let syncedAt = 0;
-    for (;;) {
-      const done = writerDone(); // asked before the read: an empty read after the writer ended is the end
-      const { bytesRead } = await handle.read(buffer, 0, buffer.length, bytes);
-      if (bytesRead > 0) {
-        hash.update(buffer.subarray(0, bytesRead));
-        bytes += bytesRead;
-        if (durable && bytes - syncedAt >= SYNC_EVERY_BYTES) {
-          await handle.datasync();
-          syncedAt = bytes;
-        }
-      } else if (done) {
-        break;
-      } else {
-        await sleep(CAUGHT_UP_PAUSE_MS);
-      }
-    }
+    const followed = hash
+      ? await hashGrowing(handle, writerDone, background)
+      : { bytes: await watchGrowing(handle, writerDone, background) };
+    await background.settled();
     if (durable) await handle.sync();
-    return { bytes, sha256: hash.digest('hex') };
+    return followed;
   } finally {
+    await background.settled().catch(() => undefined);
     await handle.close();
+  }
+}
+
+async function hashGrowing(
+  handle: FileHandle,
+  writerDone: () => boolean,
+  background: BackgroundSync,
+): Promise<{ bytes: number; sha256: string }> {
+  const hash = createHash('sha256');
+  const buffer = Buffer.allocUnsafe(STREAM_BUFFER_BYTES);
+  let bytes = 0;
+  for (;;) {
+    const done = writerDone(); // asked before the read: an empty read after the writer ended is the end
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, bytes);
+    if (bytesRead > 0) {
+      hash.update(buffer.subarray(0, bytesRead));
+      bytes += bytesRead;
+      background.reached(bytes);
+    } else if (done) {
+      break;
+    } else {
+      await sleep(CAUGHT_UP_PAUSE_MS);
+    }
+  }
+  return { bytes, sha256: hash.digest('hex') };
+}
+
+async function watchGrowing(
+  handle: FileHandle,
+  writerDone: () => boolean,
+  background: BackgroundSync,
+): Promise<number> {
+  for (;;) {
+    const done = writerDone(); // asked before the stat: the size after the writer ended is the last
+    const { size } = await handle.stat();
+    background.reached(size);
+    if (done) return size;
+    await sleep(WATCH_PAUSE_MS);
+  }
+}
+
+/**
+ * At most one datasync at a time, started every SYNC_EVERY_BYTES beside the reading, never in its way:
+ * a reader that waited for the disk would fall behind a fast writer (tar alone writes faster than a
+ * disk syncs) and leave all the catching up until after the writer ends. A failure is kept for `settled`.
+ */
+class BackgroundSync {
+  private syncedAt = 0;
+  private running: Promise<void> | undefined;
+  private failure: { error: unknown } | undefined;
+
+  constructor(
+    private readonly handle: FileHandle,
+    private readonly enabled: boolean,
+  ) {}
+
+  reached(bytes: number): void {
+    if (!this.enabled || this.running || bytes - this.syncedAt < SYNC_EVERY_BYTES) return;
+    this.syncedAt = bytes;
+    this.running = this.handle.datasync().then(
+      () => void (this.running = undefined),
+      (error: unknown) => void ((this.failure ??= { error }), (this.running = undefined)),
+    );
+  }
+
+  async settled(): Promise<void> {
+    await this.running;
+    if (this.failure) throw this.failure.error;
   }
 }
 
 /**
  * Writes a tar archive of `dir` into `file`. tar (and the compressor) write the file themselves; the
- * driver follows it with one reused buffer, hashing what is stored and syncing it to disk as it grows.
- * No data passes through the driver's heap, so its memory does not depend on the volume's size.
+ * driver syncs it to disk as it grows, and hashes it (reading it back with one reused buffer) only
+ * when it is uncompressed: a compressed archive carries its own checksum. No data passes through the
+ * driver's heap, so its memory does not depend on the volume's size.
  */
 export async function writeArchiveFile(
   dir: string,
@@ -302,30 +381,90 @@ export async function writeArchiveFile(
     () => (written = true),
     () => (written = true),
   );
-  let digest = { bytes: 0, sha256: '' };
-  const follow = followFile(file, () => written, true).then((d) => void (digest = d));
+  let digest: { bytes: number; sha256?: string } = { bytes: 0 };
+  const follow = followFile(file, () => written, { hash: compression === 'none', durable: true }).then(
+    (d) => void (digest = d),
+  );
   const checks = [tools[0]!.check([0, 1]), ...tools.slice(1).map((t) => t.check([0]))];
   await runAll(tools, follow, checks, signal);
   const totals = /Total bytes written: (\d+)/.exec(tools[0]!.output);
-  return { ...digest, dataBytes: totals ? Number(totals[1]) : 0 };
+  const formatChecksum = compression === 'none' ? undefined : await fileFormatChecksum(file, compression);
+  return { ...digest, formatChecksum, dataBytes: totals ? Number(totals[1]) : 0 };
 }
 
 /**
- * Extracts the archive `file` into `dir`: the decompressor (or tar) reads the file itself while the
- * driver hashes it with one reused buffer. A size or checksum that differs from `expected` fails the
- * extraction after the fact, so the caller must discard `dir` on failure (restores extract into
+ * Where a compressed archive keeps its checksum of the content: zstd the low 32 bits of the XXH64 in
+ * the frame's last 4 bytes (when its header says so, which `--check` asks for), gzip the CRC-32 and
+ * the length in the last 8. Recorded, and compared with the file's before a restore, it ties the
+ * record to the content end to end: the decompressor checks the content against it.
+ */
+const TRAILERS: Record<Exclude<Compression, 'none'>, { bytes: number; fits(head: Buffer): boolean }> = {
+  zstd: { bytes: 4, fits: (head) => head.readUInt32LE(0) === 0xfd2fb528 && (head[4]! & 0x04) !== 0 },
+  gzip: { bytes: 8, fits: (head) => head[0] === 0x1f && head[1] === 0x8b },
+};
+
+/** The checksum at the end of a compressed archive, in hex (one read at each end of the file). */
+async function readFormatChecksum(
+  handle: FileHandle,
+  compression: Exclude<Compression, 'none'>,
+  size: number,
+): Promise<string> {
+  const { bytes, fits } = TRAILERS[compression];
+  const head = Buffer.alloc(5);
+  const tail = Buffer.alloc(bytes);
+  if (size < head.length + bytes)
+    throw new Error(`archive is corrupt: ${size} bytes is no ${compression} file`);
+  await handle.read(head, 0, head.length, 0);
+  await handle.read(tail, 0, bytes, size - bytes);
+  if (!fits(head)) throw new Error(`archive is corrupt: it is not a ${compression} file with a checksum`);
+  return tail.toString('hex');
+}
+
+async function fileFormatChecksum(file: string, compression: Exclude<Compression, 'none'>): Promise<string> {
+  const handle = await open(file, 'r');
+  try {
+    return await readFormatChecksum(handle, compression, (await handle.stat()).size);
+  } finally {
+    await handle.close();
+  }
+}
+
+/** What a record says of its archive. Compressed archives have a sha256 only in older records. */
+export interface RecordedArchive {
+  bytes: number;
+  sha256?: string;
+  formatChecksum?: string;
+}
+
+/**
+ * Extracts the archive `file` into `dir`: the decompressor (or tar) reads the file itself. The size
+ * and a compressed archive's recorded checksum are checked first; the content is checked against that
+ * checksum by the decompressor, or against a recorded sha256 by hashing the file beside the
+ * extraction, both after the fact, so the caller must discard `dir` on failure (restores extract into
  * staging).
  */
 export async function extractArchiveFile(
   file: string,
   compression: Compression,
   dir: string,
-  expected: { bytes: number; sha256: string },
+  expected: RecordedArchive,
   signal?: AbortSignal,
 ): Promise<void> {
   const input = await open(file, 'r');
   const tools: Tool[] = [];
   try {
+    const { size } = await input.stat();
+    if (size !== expected.bytes)
+      throw new Error(
+        `archive is corrupt: it is ${size} bytes on the backend, ${expected.bytes} were recorded`,
+      );
+    if (compression !== 'none' && expected.formatChecksum) {
+      const found = await readFormatChecksum(input, compression, size);
+      if (found !== expected.formatChecksum)
+        throw new Error(
+          `archive is corrupt: its ${compression} checksum is ${found}, ${expected.formatChecksum} was recorded`,
+        );
+    }
     if (compression === 'none') {
       tools.push(start('tar', 'tar', tarExtractArgs(dir), [input.fd, 'ignore', 'pipe']));
     } else {
@@ -338,18 +477,18 @@ export async function extractArchiveFile(
   } finally {
     await input.close();
   }
-  let digest = { bytes: 0, sha256: '' };
-  const hashing = followFile(file, () => true, false).then((d) => void (digest = d));
+  const hashing = expected.sha256
+    ? followFile(file, () => true, { hash: true, durable: false }).then((got) => checkDigest(got, expected))
+    : Promise.resolve();
   await runAll(
     tools,
     hashing,
     tools.map((t) => t.check([0])),
     signal,
   );
-  checkDigest(digest, expected);
 }
 
-function checkDigest(got: { bytes: number; sha256: string }, expected: { bytes: number; sha256: string }) {
+function checkDigest(got: RecordedArchive, expected: RecordedArchive) {
   if (got.bytes !== expected.bytes || got.sha256 !== expected.sha256) {
     throw new Error(
       `archive is corrupt: read ${got.bytes} bytes with sha256 ${got.sha256}, recorded ${expected.bytes} bytes with sha256 ${expected.sha256}`,

@@ -1,5 +1,6 @@
 import { status } from '@grpc/grpc-js';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { open, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -265,6 +266,81 @@ describe('snapshots on the backend, beside the volume (archives)', function () {
     const before = await backendState(root);
     await rejectsWith(restore('from-corrupt', snap.snapshot_id), status.INTERNAL, /archive is corrupt/);
     assert.deepEqual(await backendState(root), before);
+  });
+
+  for (const [compression, suffix, trailerBytes, complaint] of [
+    ['zstd', '.tar.zst', 4, /zstd failed: .*(checksum|corrupt)/],
+    ['gzip', '.tar.gz', 8, /(gzip|tar) failed: /],
+  ] as const) {
+    it(`records a ${compression} archive's own checksum; a damaged, swapped or cut archive restores nothing`, async () => {
+      const snap = await snapshot(`to-damage-${compression}`, { compression });
+      const token = snap.snapshot_id.split('/')[2]!;
+      const archive = join(snapshotsDir(), 'data', `${token}${suffix}`);
+      const intact = await readFile(archive);
+      const record = JSON.parse(await readFile(join(snapshotsDir(), 'records', `${token}.json`), 'utf8')) as {
+        archive: { formatChecksum?: string; sha256?: string };
+      };
+      assert.equal(record.archive.formatChecksum, intact.subarray(-trailerBytes).toString('hex'));
+      assert.equal(record.archive.sha256, undefined, 'a compressed archive is not read back to be hashed');
+      const before = await backendState(root);
+
+      // One flipped bit inside the data: the decompressor finds that the content no longer matches.
+      const damaged = Buffer.from(intact);
+      const at = Math.floor(damaged.length / 2);
+      damaged[at] = damaged[at]! ^ 0x01;
+      await writeFile(archive, damaged);
+      await rejectsWith(restore(`from-damaged-${compression}`, snap.snapshot_id), status.INTERNAL, complaint);
+      assert.deepEqual(await backendState(root), before);
+
+      // Another checksum at the end (another archive of the same size): refused before extracting.
+      const swapped = Buffer.from(intact);
+      swapped[swapped.length - 1] = swapped[swapped.length - 1]! ^ 0x01;
+      await writeFile(archive, swapped);
+      await rejectsWith(
+        restore(`from-swapped-${compression}`, snap.snapshot_id),
+        status.INTERNAL,
+        new RegExp(
+          `archive is corrupt: its ${compression} checksum is [0-9a-f]+, ${record.archive.formatChecksum}`,
+        ),
+      );
+      assert.deepEqual(await backendState(root), before);
+
+      await writeFile(archive, intact.subarray(0, at));
+      await rejectsWith(
+        restore(`from-cut-${compression}`, snap.snapshot_id),
+        status.INTERNAL,
+        /archive is corrupt: it is \d+ bytes on the backend/,
+      );
+      assert.deepEqual(await backendState(root), before);
+
+      await writeFile(archive, intact);
+      await restore(`from-repaired-${compression}`, snap.snapshot_id);
+      assert.deepEqual(await describeTree(join(root, `from-repaired-${compression}`)), sourceTree);
+    });
+  }
+
+  it('still checks the sha256 that records of compressed archives written by earlier versions hold', async () => {
+    const snap = await snapshot('recorded-with-sha256');
+    const token = snap.snapshot_id.split('/')[2]!;
+    const recordFile = join(snapshotsDir(), 'records', `${token}.json`);
+    const record = JSON.parse(await readFile(recordFile, 'utf8')) as { archive: Record<string, unknown> };
+    const sha256 = createHash('sha256')
+      .update(await readFile(join(snapshotsDir(), 'data', `${token}.tar.zst`)))
+      .digest('hex');
+    // Earlier versions recorded the sha256 of every archive, and no format checksum.
+    const older = (hash: string) =>
+      JSON.stringify({ ...record, archive: { ...record.archive, formatChecksum: undefined, sha256: hash } });
+    const before = await backendState(root);
+    await writeFile(recordFile, older('0'.repeat(64)));
+    await rejectsWith(
+      restore('from-wrong-sha256', snap.snapshot_id),
+      status.INTERNAL,
+      /archive is corrupt: read \d+ bytes with sha256/,
+    );
+    assert.deepEqual(await backendState(root), before);
+    await writeFile(recordFile, older(sha256));
+    await restore('from-right-sha256', snap.snapshot_id);
+    assert.deepEqual(await describeTree(join(root, 'from-right-sha256')), sourceTree);
   });
 
   it('reports ready_to_use false while the archive is written, and true once complete', async () => {
