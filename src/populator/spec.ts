@@ -338,7 +338,8 @@ export type ClassPolicy = { allowPVCSource: boolean; writable: boolean };
 
 /** Lets PVCs bring their own source; src/kube/source.ts reads it. */
 export const ALLOW_PVC_SOURCE = 'allowPVCSource';
-const POLICY_KEYS = Object.keys(classPolicySchema.shape);
+/** The class policy keys, from their schema. */
+export const POLICY_KEYS = Object.keys(classPolicySchema.shape);
 
 /** True for a StorageClass parameter key the populator owns. */
 export function isSourceParameter(key: string): boolean {

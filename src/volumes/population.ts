@@ -1,4 +1,5 @@
 import type { Backend, VolumeRecord } from '../backends/backend.js';
+import { POLICY_KEYS } from '../populator/spec.js';
 import { failedPrecondition } from '../rpc/errors.js';
 
 /**
@@ -42,8 +43,6 @@ export interface Population {
   /** Stops syncing the volume and removes its sync state; called before its directory goes. */
   release(target: VolumeTarget): Promise<void>;
 }
-
-const POLICY_KEYS = ['allowPVCSource', 'writable'];
 
 /** Whether a volume made with these parameters may have a source (and sync state to remove with it). */
 export function mayBePopulated(parameters: Record<string, string>): boolean {
