@@ -26,6 +26,7 @@ export interface ShareHooks {
 
 // Callback-style fs, promisified: on this hot path fs/promises' FileHandle bookkeeping costs 2-3x the CPU.
 const chmod = promisify(fs.chmod);
+const link = promisify(fs.link);
 const lstat = promisify(fs.lstat);
 const mkdir = promisify(fs.mkdir);
 const readFile = promisify(fs.readFile);
@@ -48,7 +49,7 @@ function isErrno(err: unknown, code: string): boolean {
 /**
  * One directory per volume under a share root, with per-volume records kept beside the volumes in
  * `.sharedvolume/` (never inside a volume, where pods would see them). Every step is atomic
- * (exclusive create, symlink, rename) so a crash leaves either a whole volume or something the next call completes or undoes.
+ * (exclusive create, hard link, rename) so a crash leaves either a whole volume or something the next call completes or undoes.
  */
 export class DirectoryShares {
   private readonly prepared = new Map<string, Promise<void>>();
@@ -80,26 +81,27 @@ export class DirectoryShares {
     return join(root, META, 'records', `${key(path)}.json`);
   }
 
+  /** The name index: a hard link to the record the create committed (no inode of its own). */
   private nameFile(root: string, name: string) {
     return join(root, META, 'names', key(name));
   }
 
-  /** Replaces a file in one rename, so readers see the old or the new content, never a mix. */
-  private async writeAtomic(root: string, file: string, content: string): Promise<void> {
+  /** The path a name was committed to: in the linked record, whose path never changes. */
+  private async namedPath(root: string, name: string): Promise<string | undefined> {
+    return (await this.readRecordFile(this.nameFile(root, name)))?.path;
+  }
+
+  /** Replaces a record in one rename, so readers see the old or the new one, never a mix. */
+  private async replaceRecord(root: string, file: string, record: VolumeRecord): Promise<void> {
     const tmp = join(root, META, 'tmp', randomUUID());
-    await writeFile(tmp, content);
+    await writeRecord(tmp, JSON.stringify(record));
     await rename(tmp, file);
   }
 
-  /** A record cut short by a crash (empty or partial JSON) reads as absent: its create never committed. */
+  /** A record cut short by a crash (a large one, kept in a file) reads as absent: its create never committed. */
   private async readRecordFile(file: string): Promise<VolumeRecord | undefined> {
-    let text: string;
-    try {
-      text = await readFile(file, 'utf8');
-    } catch (err) {
-      if (isErrno(err, 'ENOENT')) return undefined;
-      throw err;
-    }
+    const text = await readRecordText(file);
+    if (text === undefined) return undefined;
     try {
       return JSON.parse(text) as VolumeRecord;
     } catch {
@@ -113,13 +115,9 @@ export class DirectoryShares {
 
   async findByName(name: string): Promise<VolumeRecord | undefined> {
     const root = await this.layout();
-    let path: string;
-    try {
-      path = await readlink(this.nameFile(root, name));
-    } catch (err) {
-      if (isErrno(err, 'ENOENT')) return undefined;
-      throw err;
-    }
+    const path = await this.namedPath(root, name);
+    if (path === undefined) return undefined;
+    // The record, not the index: an expansion replaces the record file and leaves the link behind.
     const record = await this.readRecordFile(this.recordFile(root, path));
     return record?.name === name ? record : undefined;
   }
@@ -149,7 +147,7 @@ export class DirectoryShares {
       madeDir = await this.makeDirectory(dir, input.path, resumed);
       if (input.share.mountPermissions !== undefined) await chmod(dir, input.share.mountPermissions);
       await this.hooks.afterCreate?.(input.path, record);
-      await this.commitName(root, input.name, input.path);
+      await this.commitName(root, input.name, input.path, recordFile);
       return resumed ?? record;
     } catch (err) {
       if (madeDir || resumed) await this.removeDirectory(dir);
@@ -204,7 +202,7 @@ export class DirectoryShares {
       }
       // else an earlier attempt moved its complete copy into place and stopped before the commit.
       await this.hooks.afterCreate?.(input.path, resumed ?? record);
-      await this.commitName(root, input.name, input.path);
+      await this.commitName(root, input.name, input.path, recordFile);
       return resumed ?? record;
     } catch (err) {
       if (moved || resumed) await this.removeDirectory(dir);
@@ -234,7 +232,7 @@ export class DirectoryShares {
     const root = await this.layout(record.mountOptions);
     const expanded: VolumeRecord = { ...record, capacityBytes };
     await this.hooks.expand?.(path, expanded);
-    await this.writeAtomic(root, this.recordFile(root, path), JSON.stringify(expanded));
+    await this.replaceRecord(root, this.recordFile(root, path), expanded);
     return expanded;
   }
 
@@ -254,30 +252,30 @@ export class DirectoryShares {
    */
   private async claim(root: string, file: string, record: VolumeRecord): Promise<VolumeRecord | undefined> {
     try {
-      await writeFile(file, JSON.stringify(record), { flag: 'wx' });
+      await writeRecord(file, JSON.stringify(record));
       return undefined;
     } catch (err) {
       if (!isErrno(err, 'EEXIST')) throw err;
     }
     const existing = await this.readRecordFile(file);
     if (!existing) {
-      await this.writeAtomic(root, file, JSON.stringify(record));
+      await this.replaceRecord(root, file, record);
       return undefined;
     }
     if (existing.name === record.name) return existing;
     throw alreadyExists(`directory "${record.path}" already belongs to volume "${existing.name}"`);
   }
 
-  /** The commit point of a create: a symlink from the name to the path, made in one syscall. */
-  private async commitName(root: string, name: string, path: string): Promise<void> {
+  /** The commit point of a create: a hard link from the name to the record, made in one syscall. */
+  private async commitName(root: string, name: string, path: string, recordFile: string): Promise<void> {
     const file = this.nameFile(root, name);
     try {
-      await symlink(path, file);
+      await link(recordFile, file);
     } catch (err) {
       if (!isErrno(err, 'EEXIST')) throw err;
-      if ((await readlink(file)) === path) return;
+      if ((await this.namedPath(root, name)) === path) return;
       await unlink(file);
-      await symlink(path, file);
+      await link(recordFile, file);
     }
   }
 
@@ -354,11 +352,10 @@ export class DirectoryShares {
   }
 
   private async unlinkNameIfOurs(root: string, record: VolumeRecord): Promise<void> {
-    const file = this.nameFile(root, record.name);
-    try {
-      if ((await readlink(file)) === record.path) await unlink(file);
-    } catch (err) {
-      if (!isErrno(err, 'ENOENT')) throw err;
+    if ((await this.namedPath(root, record.name)) === record.path) {
+      await unlink(this.nameFile(root, record.name)).catch((err) =>
+        isErrno(err, 'ENOENT') ? undefined : Promise.reject(err),
+      );
     }
   }
 
@@ -433,6 +430,34 @@ function newRecord(input: CreateShareInput): VolumeRecord {
     ...(input.contentSource ? { contentSource: input.contentSource } : {}),
     ...(input.volumeContext ? { volumeContext: input.volumeContext } : {}),
   };
+}
+
+/**
+ * Records are symlink targets: one syscall writes or reads one, exclusively and whole (a file takes
+ * four round trips to the thread pool and can be seen half-written). Records too long for a link
+ * target, and records of earlier versions, are files.
+ */
+const MAX_LINK_RECORD_BYTES = 4000;
+
+/** Creates a record at `file`; EEXIST when one is there. */
+async function writeRecord(file: string, text: string): Promise<void> {
+  if (Buffer.byteLength(text) <= MAX_LINK_RECORD_BYTES) await symlink(text, file);
+  else await writeFile(file, text, { flag: 'wx' });
+}
+
+async function readRecordText(file: string): Promise<string | undefined> {
+  try {
+    return await readlink(file);
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return undefined;
+    if (!isErrno(err, 'EINVAL')) throw err;
+  }
+  try {
+    return await readFile(file, 'utf8');
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return undefined;
+    throw err;
+  }
 }
 
 async function pathExists(path: string): Promise<boolean> {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, rm, stat, writeFile, mkdir, unlink } from 'node:fs/promises';
+import { lstat, mkdtemp, readdir, readlink, rm, stat, writeFile, mkdir, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
@@ -22,6 +22,8 @@ function input(
 
 const volumeEntries = async (root: string) =>
   (await readdir(root)).filter((e) => e !== '.sharedvolume').sort();
+const nameFile = (root: string, name: string) =>
+  join(root, '.sharedvolume', 'names', createHash('sha256').update(name).digest('hex'));
 const recordFile = (root: string, path: string) =>
   join(root, '.sharedvolume', 'records', `${createHash('sha256').update(path).digest('hex')}.json`);
 
@@ -83,7 +85,7 @@ describe('DirectoryShares', () => {
     await writeFile(join(root, 'taken', 'keep.txt'), 'data');
     await assert.rejects(shares.create(input('pvc-4', 'taken')), /already exists/);
     assert.deepEqual(await readdir(join(root, 'taken')), ['keep.txt'], 'foreign data untouched');
-    await assert.rejects(stat(recordFile(root, 'taken')), /ENOENT/);
+    await assert.rejects(lstat(recordFile(root, 'taken')), /ENOENT/);
   });
 
   it('refuses a path already claimed by another name', async () => {
@@ -115,6 +117,41 @@ describe('DirectoryShares', () => {
     const entries = await volumeEntries(root);
     assert.equal(entries.length, 2);
     assert.ok(entries.every((e) => e.startsWith('archived-arch')));
+  });
+
+  it('writes a record as one symlink and indexes the name as a hard link to it', async () => {
+    const shares = new DirectoryShares(async () => root);
+    const created = await shares.create(input('pvc-link', 'v-link'));
+    assert.deepEqual(JSON.parse(await readlink(recordFile(root, 'v-link'))), created);
+    const [name, record] = await Promise.all([
+      lstat(nameFile(root, 'pvc-link')),
+      lstat(recordFile(root, 'v-link')),
+    ]);
+    assert.equal(name.ino, record.ino);
+    assert.equal(record.nlink, 2);
+  });
+
+  it('finds an expanded volume by name with its new capacity', async () => {
+    const shares = new DirectoryShares(async () => root);
+    await shares.create(input('pvc-grow', 'v-grow'));
+    await shares.expand('v-grow', 4096);
+    assert.equal((await shares.findByName('pvc-grow'))?.capacityBytes, 4096);
+    assert.equal(await shares.delete('v-grow'), true);
+    assert.equal(await shares.findByName('pvc-grow'), undefined);
+    await assert.rejects(lstat(nameFile(root, 'pvc-grow')), { code: 'ENOENT' });
+  });
+
+  it('keeps a record too long for a link target in a file, with the same lifecycle', async () => {
+    const shares = new DirectoryShares(async () => root);
+    const big = { ...input('pvc-big', 'v-big'), parameters: { note: 'x'.repeat(5000) } };
+    const created = await shares.create(big);
+    assert.ok((await lstat(recordFile(root, 'v-big'))).isFile());
+    assert.deepEqual(await shares.findByName('pvc-big'), created);
+    assert.deepEqual(await shares.create(big), created, 'idempotent create');
+    await shares.expand('v-big', 8192);
+    assert.equal((await shares.getRecord('v-big'))?.capacityBytes, 8192);
+    assert.equal(await shares.delete('v-big'), true);
+    assert.equal(await shares.findByName('pvc-big'), undefined);
   });
 
   it('lists in a stable order across pages', async () => {
