@@ -89,8 +89,9 @@ class BtrfsVolumes implements ShareHooks {
   }
 
   async purge(dir: string): Promise<void> {
+    if (!(await this.active())) return removeTree(dir);
     if (!(await pathExists(dir))) return;
-    if ((await this.active()) && (await isSubvolume(dir))) {
+    if (await isSubvolume(dir)) {
       try {
         await btrfs.deleteSubvolume(dir);
         await btrfs.clearStaleQgroups(this.root);
