@@ -111,6 +111,8 @@ interface Row {
   rss: number;
   /** The reference followed by a sync of its output: the driver syncs archives before calling them ready. */
   referenceSynced?: number;
+  /** False where only memory is judged: an uncompressed snapshot against a `tar -cf` that never syncs. */
+  timed?: boolean;
 }
 
 const rows: Row[] = [];
@@ -344,6 +346,7 @@ async function main(): Promise<void> {
         referenceName: c.reference,
         rss,
         referenceSynced: median(syncedTimes),
+        timed: c.name !== 'none',
       });
       const token = kept.split('/')[2]!;
       const archive = join(
@@ -393,10 +396,12 @@ async function main(): Promise<void> {
     let failed = false;
     for (const row of rows) {
       const ratio = row.driver / row.reference;
-      const ok = ratio <= TIME_TARGET && row.rss <= RSS_TARGET_MIB;
+      const timed = row.timed !== false;
+      const ok = (!timed || ratio <= TIME_TARGET) && row.rss <= RSS_TARGET_MIB;
       failed ||= !ok;
+      const target = timed ? `target <= ${TIME_TARGET}x` : 'no time target';
       console.log(
-        `${ok ? 'PASS' : 'MISS'} ${row.what.padEnd(16)} time ${ratio.toFixed(2)}x (target <= ${TIME_TARGET}x vs ${row.referenceName})  RSS +${row.rss.toFixed(1)} MiB (target <= ${RSS_TARGET_MIB})`,
+        `${ok ? 'PASS' : 'MISS'} ${row.what.padEnd(16)} time ${ratio.toFixed(2)}x (${target} vs ${row.referenceName})  RSS +${row.rss.toFixed(1)} MiB (target <= ${RSS_TARGET_MIB})`,
       );
     }
     for (const row of s3Rows) {
