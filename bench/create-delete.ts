@@ -3,13 +3,19 @@ import { mkdir, mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { connectCsi, rpc } from '../src/cli/csi-client.js';
+import { connectCsi, rpc, type CsiClients } from '../src/cli/csi-client.js';
 import type { VolumeCapability } from '../src/generated/csi/v1/VolumeCapability.js';
 import { DriverProcess, fileSystemName, percentile, runConcurrent } from './driver-process.js';
 
 const VOLUMES = Number(process.env.BENCH_VOLUMES ?? 500);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+/**
+ * Create/delete cycles before the measured rounds, reported but not counted: the first few hundred
+ * calls after a start also pay for V8 compiling the hot paths (about +0.1 ms per create, on the JS
+ * thread). BENCH_WARMUP=0 measures a cold driver.
+ */
+const WARMUP = Number(process.env.BENCH_WARMUP ?? 200);
 /** Where the volumes go; by default a fresh ext4 file system (below). Its file system shows in the kernel CPU. */
 const ROOT_PARENT = process.env.BENCH_ROOT;
 const IMAGE_BYTES = 4 * 2 ** 30;
@@ -18,6 +24,9 @@ const CAPABILITY: VolumeCapability = { mount: {}, access_mode: { mode: 'MULTI_NO
 
 type Phase = {
   name: string;
+  /** ms per call on the JS thread and on all other threads. */
+  jsMsPerCall: number;
+  othersMsPerCall: number;
   rate: number;
   p50: number;
   p99: number;
@@ -33,15 +42,19 @@ async function measure(
   task: (i: number) => Promise<unknown>,
 ): Promise<Phase> {
   const before = await driver.cpu();
+  const threadsBefore = await driver.cpuByThread();
   const started = process.hrtime.bigint();
   const latencies = await runConcurrent(count, CONCURRENCY, task);
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   // Work the calls left running (purges of deleted volumes) is charged here, not to the next phase.
   await driver.settle();
   const after = await driver.cpu();
+  const threadsAfter = await driver.cpuByThread();
   const perCall = (cpuSeconds: number) => (cpuSeconds * 1000) / count;
   return {
     name,
+    jsMsPerCall: perCall(threadsAfter.js - threadsBefore.js),
+    othersMsPerCall: perCall(threadsAfter.others - threadsBefore.others),
     rate: count / seconds,
     p50: percentile(latencies, 50),
     p99: percentile(latencies, 99),
@@ -54,6 +67,9 @@ async function measure(
 function print(phase: Phase): void {
   console.log(
     `${phase.name.padEnd(28)} ${phase.rate.toFixed(0).padStart(6)} calls/s   p50 ${phase.p50.toFixed(2).padStart(6)} ms   p99 ${phase.p99.toFixed(2).padStart(6)} ms   driver CPU ${phase.cpuMsPerCall.toFixed(3)} ms/call (user ${phase.userMsPerCall.toFixed(3)}, kernel ${phase.kernelMsPerCall.toFixed(3)})`,
+  );
+  console.log(
+    `${''.padEnd(28)} by thread: JS ${phase.jsMsPerCall.toFixed(3)} ms/call, others (file system workers, V8 compiler and GC) ${phase.othersMsPerCall.toFixed(3)}`,
   );
 }
 
@@ -98,6 +114,26 @@ async function main(): Promise<void> {
   }
 }
 
+/** `count` CreateVolume calls, then a DeleteVolume for each, measured as two phases. */
+async function createAndDelete(driver: DriverProcess, csi: CsiClients, label: string, count: number) {
+  const ids: string[] = [];
+  print(
+    await measure(driver, `${label} CreateVolume`, count, async (i) => {
+      const res = await rpc(csi.controller, 'CreateVolume', {
+        name: `bench-${label.replace(/\W/g, '')}-${i}`,
+        volume_capabilities: [CAPABILITY],
+        capacity_range: { required_bytes: 1 << 30 },
+      });
+      ids[i] = res.volume!.volume_id!;
+    }),
+  );
+  print(
+    await measure(driver, `${label} DeleteVolume`, count, (i) =>
+      rpc(csi.controller, 'DeleteVolume', { volume_id: ids[i]! }),
+    ),
+  );
+}
+
 async function benchmark(parent: string): Promise<void> {
   const dir = await mkdtemp(join(parent, 'sv-bench-'));
   const driver = new DriverProcess(join(dir, 'csi.sock'), [
@@ -121,25 +157,15 @@ async function benchmark(parent: string): Promise<void> {
         rpc(csi.identity, 'GetPluginInfo', {}),
       ),
     );
-    const rssStart = await driver.rssMiB();
-    console.log(`RSS before: ${rssStart.toFixed(1)} MiB`);
+    console.log(`RSS before: ${(await driver.rssMiB()).toFixed(1)} MiB`);
+    if (WARMUP > 0) {
+      await createAndDelete(driver, csi, 'warm-up', WARMUP);
+      console.log(
+        `RSS after the warm-up (${WARMUP} create/delete cycles, not counted): ${(await driver.rssMiB()).toFixed(1)} MiB`,
+      );
+    }
     for (let round = 1; round <= ROUNDS; round++) {
-      const ids: string[] = [];
-      print(
-        await measure(driver, `round ${round} CreateVolume`, VOLUMES, async (i) => {
-          const res = await rpc(csi.controller, 'CreateVolume', {
-            name: `bench-${round}-${i}`,
-            volume_capabilities: [CAPABILITY],
-            capacity_range: { required_bytes: 1 << 30 },
-          });
-          ids[i] = res.volume!.volume_id!;
-        }),
-      );
-      print(
-        await measure(driver, `round ${round} DeleteVolume`, VOLUMES, (i) =>
-          rpc(csi.controller, 'DeleteVolume', { volume_id: ids[i]! }),
-        ),
-      );
+      await createAndDelete(driver, csi, `round ${round}`, VOLUMES);
       console.log(
         `RSS after round ${round} (${round * VOLUMES} create/delete cycles): ${(await driver.rssMiB()).toFixed(1)} MiB`,
       );

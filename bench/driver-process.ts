@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readFile, statfs } from 'node:fs/promises';
+import { readdir, readFile, statfs } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 
 /** The launcher operators run (it sets the node flags), not the bare script. */
@@ -36,6 +36,24 @@ export class DriverProcess {
     const stat = await readFile(`/proc/${this.child.pid}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     return { user: Number(fields[11]) / CLOCK_TICKS, system: Number(fields[12]) / CLOCK_TICKS };
+  }
+
+  /**
+   * CPU seconds of the JS thread and of all other threads together (libuv's file system workers, V8's
+   * compiler and GC helpers: Node 20 does not name them apart). Threads that exited are not counted.
+   */
+  async cpuByThread(): Promise<{ js: number; others: number }> {
+    const cpu = { js: 0, others: 0 };
+    const tasks = await readdir(`/proc/${this.child.pid}/task`).catch(() => [] as string[]);
+    for (const task of tasks) {
+      const stat = await readFile(`/proc/${this.child.pid}/task/${task}/stat`, 'utf8').catch(() => '');
+      if (!stat) continue;
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const seconds = (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+      if (task === String(this.child.pid)) cpu.js += seconds;
+      else cpu.others += seconds;
+    }
+    return cpu;
   }
 
   /** User + system CPU seconds consumed so far. */
