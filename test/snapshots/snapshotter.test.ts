@@ -1,6 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { execa } from 'execa';
 import { open, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -341,6 +342,29 @@ describe('snapshots on the backend, beside the volume (archives)', function () {
     await writeFile(recordFile, older(sha256));
     await restore('from-right-sha256', snap.snapshot_id);
     assert.deepEqual(await describeTree(join(root, 'from-right-sha256')), sourceTree);
+  });
+
+  it('restores compressed archives written with the default 10 KiB tar records by earlier versions', async () => {
+    const snap = await snapshot('default-records');
+    const token = snap.snapshot_id.split('/')[2]!;
+    const recordFile = join(snapshotsDir(), 'records', `${token}.json`);
+    const record = JSON.parse(await readFile(recordFile, 'utf8')) as { archive: Record<string, unknown> };
+    const archive = join(snapshotsDir(), 'data', `${token}.tar.zst`);
+    await execa('bash', [
+      '-o',
+      'pipefail',
+      '-c',
+      `tar --create --file=- --directory="$1" --format=posix . | zstd -q --check -c > "$2"`,
+      'bash',
+      join(root, 'snap-source'),
+      archive,
+    ]);
+    const bytes = await readFile(archive);
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    const archived = { ...record.archive, bytes: bytes.length, formatChecksum: undefined, sha256 };
+    await writeFile(recordFile, JSON.stringify({ ...record, archive: archived }));
+    await restore('from-default-records', snap.snapshot_id);
+    assert.deepEqual(await describeTree(join(root, 'from-default-records')), sourceTree);
   });
 
   it('reports ready_to_use false while the archive is written, and true once complete', async () => {
