@@ -1,11 +1,9 @@
-import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { connectCsi, rpc, type CsiClients } from '../src/cli/csi-client.js';
 import type { VolumeCapability } from '../src/generated/csi/v1/VolumeCapability.js';
 import { DriverProcess, fileSystemName, percentile, runConcurrent } from './driver-process.js';
+import { scratchFileSystem } from './scratch-fs.js';
 
 const VOLUMES = Number(process.env.BENCH_VOLUMES ?? 500);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16);
@@ -16,10 +14,8 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
  * thread). BENCH_WARMUP=0 measures a cold driver.
  */
 const WARMUP = Number(process.env.BENCH_WARMUP ?? 200);
-/** Where the volumes go; by default a fresh ext4 file system (below). Its file system shows in the kernel CPU. */
-const ROOT_PARENT = process.env.BENCH_ROOT;
+/** The scratch file system for the volumes (BENCH_ROOT picks a directory instead; see scratch-fs.ts). */
 const IMAGE_BYTES = 4 * 2 ** 30;
-const run = promisify(execFile);
 const CAPABILITY: VolumeCapability = { mount: {}, access_mode: { mode: 'MULTI_NODE_MULTI_WRITER' } };
 
 type Phase = {
@@ -73,40 +69,8 @@ function print(phase: Phase): void {
   );
 }
 
-/**
- * By default the volumes go on a fresh ext4 file system (mkfs defaults: with a journal, as on a node)
- * on a loop device, so that the figures depend neither on the host's file system nor on what else it
- * deleted lately. ext4 without a journal (this VM's root) skips every inode freed in the last minute,
- * one by one, each time it allocates one; there the kernel time per create grows with every file any
- * process deleted recently. Without root or mkfs.ext4, the temp directory is used.
- */
-async function scratchFileSystem(): Promise<{ parent: string; release: () => Promise<void> }> {
-  if (ROOT_PARENT) return { parent: ROOT_PARENT, release: async () => undefined };
-  const holder = await mkdtemp(join(tmpdir(), 'sv-bench-fs-'));
-  const image = join(holder, 'ext4.img');
-  const mountpoint = join(holder, 'mnt');
-  try {
-    await writeFile(image, '');
-    await truncate(image, IMAGE_BYTES);
-    await run('mkfs.ext4', ['-q', '-F', image]);
-    await mkdir(mountpoint);
-    await run('mount', ['-o', 'loop', image, mountpoint]);
-  } catch (err) {
-    await rm(holder, { recursive: true, force: true });
-    console.log(`(no scratch ext4 file system: ${(err as Error).message.split('\n')[0]}; using ${tmpdir()})`);
-    return { parent: tmpdir(), release: async () => undefined };
-  }
-  return {
-    parent: mountpoint,
-    release: async () => {
-      await run('umount', [mountpoint]);
-      await rm(holder, { recursive: true, force: true });
-    },
-  };
-}
-
 async function main(): Promise<void> {
-  const scratch = await scratchFileSystem();
+  const scratch = await scratchFileSystem(IMAGE_BYTES);
   try {
     await benchmark(scratch.parent);
   } finally {

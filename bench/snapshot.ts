@@ -1,13 +1,13 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connectCsi, rpc, type CsiClients } from '../src/cli/csi-client.js';
 import type { VolumeCapability } from '../src/generated/csi/v1/VolumeCapability.js';
 import { callWithDeadline } from '../test/helpers/deadline.js';
 import { S3RVER_CREDENTIALS, startS3rver } from '../test/helpers/s3rver.js';
-import { DriverProcess } from './driver-process.js';
+import { DriverProcess, fileSystemName } from './driver-process.js';
+import { scratchFileSystem } from './scratch-fs.js';
 
 /**
  * Snapshot and restore of a 1 GiB tree of mixed file sizes through the real driver, against the
@@ -113,6 +113,8 @@ interface Row {
   referenceSynced?: number;
   /** False where only memory is judged: an uncompressed snapshot against a `tar -cf` that never syncs. */
   timed?: boolean;
+  /** Every round's seconds, in the order run, behind the medians. */
+  rounds?: { driver: number[]; reference: number[] };
 }
 
 const rows: Row[] = [];
@@ -126,6 +128,10 @@ function report(row: Row): void {
   console.log(
     `${row.what.padEnd(22)} driver ${row.driver.toFixed(2).padStart(6)} s   ${row.referenceName.padEnd(26)} ${row.reference.toFixed(2).padStart(6)} s   ratio ${ratio.toFixed(2)}   driver RSS +${row.rss.toFixed(1)} MiB${synced}`,
   );
+  const seconds = (values: number[]) => values.map((v) => v.toFixed(2)).join(' ');
+  if (row.rounds && row.rounds.driver.length > 1) {
+    console.log(`  rounds: driver ${seconds(row.rounds.driver)}; reference ${seconds(row.rounds.reference)}`);
+  }
 }
 
 async function waitForEmpty(dir: string): Promise<void> {
@@ -261,7 +267,17 @@ class Bench {
 }
 
 async function main(): Promise<void> {
-  const dir = await mkdtemp(join(tmpdir(), 'sv-bench-snap-'));
+  // Room for the tree, two archives and every tree a restore loop keeps (two per round and one more).
+  const scratchFs = await scratchFileSystem(Math.max(8, 2 * ROUNDS + 6) * TREE_MIB * 2 ** 20);
+  try {
+    await benchmark(scratchFs.parent);
+  } finally {
+    await scratchFs.release();
+  }
+}
+
+async function benchmark(parent: string): Promise<void> {
+  const dir = await mkdtemp(join(parent, 'sv-bench-snap-'));
   const root = join(dir, 'root');
   const scratch = join(dir, 'scratch');
   const socket = join(dir, 'csi.sock');
@@ -287,7 +303,7 @@ async function main(): Promise<void> {
     await mkdir(scratch);
     const files = await makeTree(source, TREE_MIB);
     console.log(
-      `sharedvolume-csi snapshot benchmark: ${TREE_MIB} MiB tree, ${files} files, ${ROUNDS} rounds (median), driver RSS at rest ${(await driver.rssMiB()).toFixed(1)} MiB`,
+      `sharedvolume-csi snapshot benchmark: ${TREE_MIB} MiB tree, ${files} files, ${ROUNDS} rounds (median), on ${await fileSystemName(dir)} (${dir}), driver RSS at rest ${(await driver.rssMiB()).toFixed(1)} MiB`,
     );
     await sh(`tar -cf - -C ${source} . | cat > /dev/null`); // warm the page cache
     const bench = new Bench(csi, driver, root, volume!.volume_id, scratch);
@@ -302,7 +318,9 @@ async function main(): Promise<void> {
         name: 'zstd',
         reference: 'tar -cf | zstd -T0 -3',
         create: (out) => `tar -cf - -C ${source} . | zstd -q -T0 -3 -c > ${out}`,
-        extract: (archive, out) => `mkdir ${out} && zstd -q -d -c ${archive} | tar -xf - -C ${out}`,
+        // tar runs zstd itself and, unlike a shell pipe, does not count it cut off after the archive's
+        // end (padding to tar's record size follows it) as a failure.
+        extract: (archive, out) => `mkdir ${out} && tar -xf ${archive} -C ${out}`,
       },
       {
         name: 'none',
@@ -347,6 +365,7 @@ async function main(): Promise<void> {
         rss,
         referenceSynced: median(syncedTimes),
         timed: c.name !== 'none',
+        rounds: { driver: driverTimes, reference: referenceTimes },
       });
       const token = kept.split('/')[2]!;
       const archive = join(
@@ -379,13 +398,14 @@ async function main(): Promise<void> {
         for (const step of order) await step();
       }
       await bench.removeExtracted();
-      const extractName = { zstd: 'zstd -dc | tar -xf', none: 'tar -xf', gzip: 'tar -xzf' }[c.name]!;
+      const extractName = { zstd: 'tar -xf (zstd)', none: 'tar -xf', gzip: 'tar -xzf' }[c.name]!;
       report({
         what: `restore ${c.name}`,
         driver: median(restoreTimes),
         reference: median(extractTimes),
         referenceName: extractName,
         rss: restoreRss,
+        rounds: { driver: restoreTimes, reference: extractTimes },
       });
       await bench.deleteSnapshot(kept);
     }
