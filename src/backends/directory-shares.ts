@@ -147,7 +147,7 @@ export class DirectoryShares {
       madeDir = await this.makeDirectory(dir, input.path, resumed);
       if (input.share.mountPermissions !== undefined) await chmod(dir, input.share.mountPermissions);
       await this.hooks.afterCreate?.(input.path, record);
-      await this.commitName(root, input.name, input.path, recordFile);
+      await this.commitName(root, input.name, input.path);
       return resumed ?? record;
     } catch (err) {
       if (madeDir || resumed) await this.removeDirectory(dir);
@@ -202,7 +202,7 @@ export class DirectoryShares {
       }
       // else an earlier attempt moved its complete copy into place and stopped before the commit.
       await this.hooks.afterCreate?.(input.path, resumed ?? record);
-      await this.commitName(root, input.name, input.path, recordFile);
+      await this.commitName(root, input.name, input.path);
       return resumed ?? record;
     } catch (err) {
       if (moved || resumed) await this.removeDirectory(dir);
@@ -267,8 +267,9 @@ export class DirectoryShares {
   }
 
   /** The commit point of a create: a hard link from the name to the record, made in one syscall. */
-  private async commitName(root: string, name: string, path: string, recordFile: string): Promise<void> {
+  private async commitName(root: string, name: string, path: string): Promise<void> {
     const file = this.nameFile(root, name);
+    const recordFile = this.recordFile(root, path);
     try {
       await link(recordFile, file);
     } catch (err) {
