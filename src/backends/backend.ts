@@ -96,6 +96,7 @@ export interface Backend {
   init?(): Promise<void>;
   probe(): Promise<void>;
   capacity(): Promise<Capacity>;
+  /** Creates the share; for a name that already has one, returns that volume's record, untouched. */
   createShare(input: CreateShareInput): Promise<VolumeRecord>;
   /** Creates a volume whose content is filled in a staging directory before it appears under its path. */
   createFilledShare(input: CreateShareInput, filling: Filling): Promise<VolumeRecord>;

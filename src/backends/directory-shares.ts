@@ -134,27 +134,36 @@ export class DirectoryShares {
 
   /**
    * Claims the path with an exclusive record, makes the directory, then commits by writing the name
-   * index. Any failure before the commit undoes what this call made.
+   * index. Any failure before the commit undoes what this call made. A name already committed is
+   * answered with its volume, untouched: callers need not look the name up first.
    */
   async create(input: CreateShareInput): Promise<VolumeRecord> {
     const root = await this.layout(input.share.mountOptions);
     const recordFile = this.recordFile(root, input.path);
     const record = newRecord(input);
     const resumed = await this.claim(root, recordFile, record);
+    if (resumed && (await this.namedPath(root, input.name)) === input.path) return resumed;
     const dir = join(root, input.path);
     let madeDir = false;
     try {
       madeDir = await this.makeDirectory(dir, input.path, resumed);
       if (input.share.mountPermissions !== undefined) await chmod(dir, input.share.mountPermissions);
       await this.hooks.afterCreate?.(input.path, record);
-      await this.commitName(root, input.name, input.path);
-      return resumed ?? record;
+      const owner = await this.commitName(root, input.name, input.path);
+      if (!owner) return resumed ?? record;
+      await this.undoCreate(root, input.path, madeDir || resumed !== undefined);
+      return owner;
     } catch (err) {
-      if (madeDir || resumed) await this.removeDirectory(dir);
-      await this.removeEmptyParents(root, dirname(input.path));
-      await unlink(recordFile).catch(() => undefined);
+      await this.undoCreate(root, input.path, madeDir || resumed !== undefined);
       throw err;
     }
+  }
+
+  /** Removes what a create made before its commit: the directory (if it made it), empty parents, the claim. */
+  private async undoCreate(root: string, path: string, removeDirectory: boolean): Promise<void> {
+    if (removeDirectory) await this.removeDirectory(join(root, path));
+    await this.removeEmptyParents(root, dirname(path));
+    await unlink(this.recordFile(root, path)).catch(() => undefined);
   }
 
   /**
@@ -202,12 +211,12 @@ export class DirectoryShares {
       }
       // else an earlier attempt moved its complete copy into place and stopped before the commit.
       await this.hooks.afterCreate?.(input.path, resumed ?? record);
-      await this.commitName(root, input.name, input.path);
-      return resumed ?? record;
+      const owner = await this.commitName(root, input.name, input.path);
+      if (!owner) return resumed ?? record;
+      await this.undoCreate(root, input.path, moved || resumed !== undefined);
+      return owner;
     } catch (err) {
-      if (moved || resumed) await this.removeDirectory(dir);
-      await this.removeEmptyParents(root, dirname(input.path));
-      await unlink(recordFile).catch(() => undefined);
+      await this.undoCreate(root, input.path, moved || resumed !== undefined);
       throw err;
     }
   }
@@ -266,18 +275,26 @@ export class DirectoryShares {
     throw alreadyExists(`directory "${record.path}" already belongs to volume "${existing.name}"`);
   }
 
-  /** The commit point of a create: a hard link from the name to the record, made in one syscall. */
-  private async commitName(root: string, name: string, path: string): Promise<void> {
+  /**
+   * The commit point of a create: a hard link from the name to the record, made in one syscall.
+   * Returns the volume that already holds the name at another path, if one does; a link left by a
+   * volume that is gone is replaced.
+   */
+  private async commitName(root: string, name: string, path: string): Promise<VolumeRecord | undefined> {
     const file = this.nameFile(root, name);
     const recordFile = this.recordFile(root, path);
     try {
       await link(recordFile, file);
+      return undefined;
     } catch (err) {
       if (!isErrno(err, 'EEXIST')) throw err;
-      if ((await this.namedPath(root, name)) === path) return;
-      await unlink(file);
-      await link(recordFile, file);
     }
+    if ((await this.namedPath(root, name)) === path) return undefined;
+    const owner = await this.findByName(name);
+    if (owner) return owner;
+    await unlink(file);
+    await link(recordFile, file);
+    return undefined;
   }
 
   private async makeDirectory(

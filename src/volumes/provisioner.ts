@@ -129,7 +129,8 @@ export class Provisioner {
       throw invalidArgument('volume_content_source cannot be combined with a populator source (source.*)');
     }
     const fingerprint = fingerprintParameters(parameters);
-    const existing = await backend.findByName(name);
+    // A plain volume's name is looked up by the backend's create itself (one round trip fewer).
+    const existing = populated || source ? await backend.findByName(name) : undefined;
     if (existing) this.checkCompatible(existing, capacity, fingerprint, source);
     if (existing && !populated) return this.toVolume(backend, existing);
 
@@ -151,8 +152,17 @@ export class Provisioner {
     return this.toVolume(backend, this.checkCompatible(record, capacity, fingerprint, source));
   }
 
+  /** Creates the share, or finds the one the name already has (its compatibility is checked after). */
   private async createPlain(backend: Backend, input: CreateShareInput): Promise<VolumeRecord> {
-    if (input.capacityBytes > 0) await this.checkFits(backend, input.capacityBytes);
+    if (input.capacityBytes > 0) {
+      try {
+        await this.checkFits(backend, input.capacityBytes);
+      } catch (err) {
+        const existing = await backend.findByName(input.name);
+        if (existing) return existing;
+        throw err;
+      }
+    }
     return backend.createShare(input);
   }
 

@@ -1,5 +1,16 @@
 import assert from 'node:assert/strict';
-import { lstat, mkdtemp, readdir, readlink, rm, stat, writeFile, mkdir, unlink } from 'node:fs/promises';
+import {
+  lstat,
+  mkdtemp,
+  readdir,
+  readFile,
+  readlink,
+  rm,
+  stat,
+  writeFile,
+  mkdir,
+  unlink,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
@@ -152,6 +163,40 @@ describe('DirectoryShares', () => {
     assert.equal((await shares.getRecord('v-big'))?.capacityBytes, 8192);
     assert.equal(await shares.delete('v-big'), true);
     assert.equal(await shares.findByName('pvc-big'), undefined);
+  });
+
+  it('answers a create for a committed name with its volume, untouched', async () => {
+    let hookCalls = 0;
+    const shares = new DirectoryShares(async () => root, {
+      afterCreate: async () => void hookCalls++,
+    });
+    const created = await shares.create(input('pvc-again', 'v-again'));
+    await writeFile(join(root, 'v-again', 'data'), 'kept');
+    const again = await shares.create({ ...input('pvc-again', 'v-again'), capacityBytes: 4096 });
+    assert.deepEqual(again, created, 'the first record, not the second request');
+    assert.equal(hookCalls, 1, 'no quota or other hook applied again');
+    assert.equal(await readFile(join(root, 'v-again', 'data'), 'utf8'), 'kept');
+    assert.deepEqual(await shares.getRecord('v-again'), created);
+  });
+
+  it('answers a create for a name committed at another path with that volume, leaving nothing at the new path', async () => {
+    const shares = new DirectoryShares(async () => root);
+    const created = await shares.create(input('pvc-moved', 'ns-a/v'));
+    const again = await shares.create(input('pvc-moved', 'ns-b/v'));
+    assert.deepEqual(again, created);
+    assert.deepEqual(await volumeEntries(root), ['ns-a']);
+    await assert.rejects(lstat(recordFile(root, 'ns-b/v')), { code: 'ENOENT' });
+    assert.deepEqual(await shares.findByName('pvc-moved'), created);
+  });
+
+  it('replaces a name link whose volume is gone', async () => {
+    const shares = new DirectoryShares(async () => root);
+    await shares.create(input('pvc-stale', 'v-old'));
+    // A crash in a delete between removing the record and removing the name leaves the link behind.
+    await unlink(recordFile(root, 'v-old'));
+    const created = await shares.create(input('pvc-stale', 'v-new'));
+    assert.equal(created.path, 'v-new');
+    assert.deepEqual(await shares.findByName('pvc-stale'), created);
   });
 
   it('lists in a stable order across pages', async () => {

@@ -367,13 +367,17 @@ describe('NFS backend against a real nfs-ganesha', function () {
       const volume = await createVolume(d, 'pvc-ctl', { mountOptions: 'hard' });
       assert.ok((await namesOverNfs(server, '', 4)).includes('pvc-ctl'));
 
-      const mounts = await readNfsMounts(d.mountLog);
-      const options = mounts.map((argv) => argv[3]).sort();
+      const optionsOf = async () => (await readNfsMounts(d.mountLog)).map((argv) => argv[3]).sort();
+      assert.deepEqual(await optionsOf(), ['nfsvers=4.1,hard'], 'the volume is made with the class options');
+      await deleteVolume(d, volume.volume_id);
+      assert.ok(!(await namesOverNfs(server, '', 4)).includes('pvc-ctl'));
       assert.deepEqual(
-        options,
+        await optionsOf(),
         ['nfsvers=4.1', 'nfsvers=4.1,hard'],
-        'one mount for records, one with the class options',
+        'one mount to look the record up, one with the class options to delete',
       );
+
+      const mounts = await readNfsMounts(d.mountLog);
       for (const argv of mounts) {
         assert.deepEqual(argv.slice(0, 3), ['-t', 'nfs', '-o']);
         assert.equal(argv[4], '127.0.0.1:/export1');
@@ -381,9 +385,6 @@ describe('NFS backend against a real nfs-ganesha', function () {
         assert.match(basename(argv[5]!), /^nfs-[0-9a-f]{12}$/);
       }
       assert.deepEqual((await mountsUnder(stateDir)).sort(), mounts.map((argv) => argv[5]).sort());
-
-      await deleteVolume(d, volume.volume_id);
-      assert.ok(!(await namesOverNfs(server, '', 4)).includes('pvc-ctl'));
 
       assert.equal(await d.driver.stop(), 0);
       assert.deepEqual(await mountsUnder(stateDir), []);
