@@ -173,6 +173,39 @@ class Digest extends Transform {
   }
 }
 
+/** Where a pipeline reads from or writes to: a pipe to the driver, or a file descriptor. */
+type End = 'pipe' | number;
+
+/**
+ * tar archiving `dir`, and the compressor after it when there is one, joined by a pipe; the last one
+ * writes to `output`. The compressor holds its own copy of the pipe; ours would keep tar writing if
+ * it died, so it is closed.
+ */
+function startArchiving(dir: string, compression: Compression, output: End): Tool[] {
+  if (compression === 'none')
+    return [start('tar', 'tar', tarCreateArgs(dir, compression), ['ignore', output, 'pipe'])];
+  const tar = start('tar', 'tar', tarCreateArgs(dir, compression), ['ignore', 'pipe', 'pipe']);
+  const [command, args] = COMPRESS[compression];
+  const compressor = start(command, command, args, [tar.child.stdout!, output, 'pipe']);
+  tar.child.stdout!.destroy();
+  return [tar, compressor];
+}
+
+/** The decompressor when there is one, then tar extracting into `dir`, joined by a pipe; the first reads `input`. */
+function startExtracting(dir: string, compression: Compression, input: End): Tool[] {
+  if (compression === 'none')
+    return [start('tar', 'tar', tarExtractArgs(dir, compression), [input, 'ignore', 'pipe'])];
+  const [command, args] = DECOMPRESS[compression];
+  const decompressor = start(command, command, args, [input, 'pipe', 'pipe']);
+  const tar = start('tar', 'tar', tarExtractArgs(dir, compression), [
+    decompressor.child.stdout!,
+    'ignore',
+    'pipe',
+  ]);
+  decompressor.child.stdout!.destroy();
+  return [decompressor, tar];
+}
+
 /**
  * Runs `tools` and the stream pipeline together; on any failure every tool is killed and the first
  * error wins, except that a tool killed by a broken pipe yields to the tool that broke it.
@@ -205,17 +238,9 @@ export async function writeArchive(
   sink: Writable,
   signal?: AbortSignal,
 ): Promise<ArchiveDigest & { sha256: string }> {
-  const tar = start('tar', 'tar', tarCreateArgs(dir, compression), ['ignore', 'pipe', 'pipe']);
-  const tools = [tar];
-  let output: Readable = tar.child.stdout!;
-  if (compression !== 'none') {
-    const [command, args] = COMPRESS[compression];
-    const compressor = start(command, command, args, [tar.child.stdout!, 'pipe', 'pipe']);
-    // The compressor holds its own copy of the pipe; ours would keep tar writing if it died.
-    tar.child.stdout!.destroy();
-    tools.push(compressor);
-    output = compressor.child.stdout!;
-  }
+  const tools = startArchiving(dir, compression, 'pipe');
+  const tar = tools[0]!;
+  const output: Readable = tools[tools.length - 1]!.child.stdout!;
   const digest = new Digest();
   const checks = [tar.check([0, 1]), ...tools.slice(1).map((t) => t.check([0]))];
   await runAll(tools, pipeline(output, digest, sink), checks, signal);
@@ -236,24 +261,8 @@ export async function extractArchive(
   signal?: AbortSignal,
 ): Promise<void> {
   const digest = new Digest();
-  const tools: Tool[] = [];
-  let flow: Promise<void>;
-  if (compression === 'none') {
-    const tar = start('tar', 'tar', tarExtractArgs(dir, compression), ['pipe', 'ignore', 'pipe']);
-    tools.push(tar);
-    flow = pipeline(source, digest, tar.child.stdin!);
-  } else {
-    const [command, args] = DECOMPRESS[compression];
-    const decompressor = start(command, command, args, ['pipe', 'pipe', 'pipe']);
-    const tar = start('tar', 'tar', tarExtractArgs(dir, compression), [
-      decompressor.child.stdout!,
-      'ignore',
-      'pipe',
-    ]);
-    decompressor.child.stdout!.destroy();
-    tools.push(decompressor, tar);
-    flow = pipeline(source, digest, decompressor.child.stdin!);
-  }
+  const tools = startExtracting(dir, compression, 'pipe');
+  const flow = pipeline(source, digest, tools[0]!.child.stdin!);
   await runAll(
     tools,
     flow,
@@ -378,14 +387,7 @@ export async function writeArchiveFile(
   const out = await open(file, 'w', 0o600);
   const tools: Tool[] = [];
   try {
-    if (compression === 'none') {
-      tools.push(start('tar', 'tar', tarCreateArgs(dir, compression), ['ignore', out.fd, 'pipe']));
-    } else {
-      const tar = start('tar', 'tar', tarCreateArgs(dir, compression), ['ignore', 'pipe', 'pipe']);
-      const [command, args] = COMPRESS[compression];
-      tools.push(tar, start(command, command, args, [tar.child.stdout!, out.fd, 'pipe']));
-      tar.child.stdout!.destroy();
-    }
+    tools.push(...startArchiving(dir, compression, out.fd));
   } finally {
     await out.close();
   }
@@ -479,19 +481,7 @@ export async function extractArchiveFile(
           `archive is corrupt: its ${compression} checksum is ${found}, ${expected.formatChecksum} was recorded`,
         );
     }
-    if (compression === 'none') {
-      tools.push(start('tar', 'tar', tarExtractArgs(dir, compression), [input.fd, 'ignore', 'pipe']));
-    } else {
-      const [command, args] = DECOMPRESS[compression];
-      const decompressor = start(command, command, args, [input.fd, 'pipe', 'pipe']);
-      const tar = start('tar', 'tar', tarExtractArgs(dir, compression), [
-        decompressor.child.stdout!,
-        'ignore',
-        'pipe',
-      ]);
-      decompressor.child.stdout!.destroy();
-      tools.push(decompressor, tar);
-    }
+    tools.push(...startExtracting(dir, compression, input.fd));
   } finally {
     await input.close();
   }
