@@ -14,7 +14,7 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
  * thread). BENCH_WARMUP=0 measures a cold driver.
  */
 const WARMUP = Number(process.env.BENCH_WARMUP ?? 200);
-/** The scratch file system for the volumes (BENCH_ROOT picks a directory instead; see scratch-fs.ts). */
+/** Size of the scratch file system the volumes go on (BENCH_ROOT picks a directory instead; see scratch-fs.ts). */
 const IMAGE_BYTES = 4 * 2 ** 30;
 const CAPABILITY: VolumeCapability = { mount: {}, access_mode: { mode: 'MULTI_NODE_MULTI_WRITER' } };
 
