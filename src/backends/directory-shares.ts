@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { hash, randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import { promisify } from 'node:util';
 import { dirname, join, basename } from 'node:path';
@@ -40,7 +40,8 @@ const unlink = promisify(fs.unlink);
 const writeFile = promisify(fs.writeFile);
 
 const META = '.sharedvolume';
-const key = (value: string) => createHash('sha256').update(value).digest('hex');
+// One-shot hash: no Hash object per call (this runs two or three times per CreateVolume).
+const key = (value: string) => hash('sha256', value, 'hex');
 
 function isErrno(err: unknown, code: string): boolean {
   return (err as NodeJS.ErrnoException | undefined)?.code === code;
