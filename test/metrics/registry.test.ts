@@ -1,0 +1,41 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startDriver, type RunningDriver } from '../helpers/driver.js';
+import { freePort } from '../helpers/ports.js';
+
+/** Context switches of a process's main thread so far (each one is the thread waking up or being preempted). */
+async function mainThreadSwitches(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/task/${pid}/status`, 'utf8');
+  return [...status.matchAll(/ctxt_switches:\s+(\d+)/g)].reduce((sum, m) => sum + Number(m[1]), 0);
+}
+
+describe('process metrics of the running driver', () => {
+  let dir: string;
+  let driver: RunningDriver;
+  let metricsUrl: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sv-metrics-'));
+    const port = await freePort();
+    metricsUrl = `http://127.0.0.1:${port}/metrics`;
+    driver = await startDriver({
+      args: ['--local-root', join(dir, 'root'), '--metrics-address', `127.0.0.1:${port}`],
+    });
+  });
+  after(async () => {
+    await driver?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('exports the event-loop lag without polling an idle driver', async () => {
+    const body = await (await fetch(metricsUrl)).text();
+    assert.match(body, /nodejs_eventloop_lag_p99_seconds \d/);
+    // The event-loop monitor's default 10 ms resolution woke an idle driver 100 times a second.
+    await new Promise((r) => setTimeout(r, 500));
+    const before = await mainThreadSwitches(driver.process.pid!);
+    await new Promise((r) => setTimeout(r, 2000));
+    const wakeups = (await mainThreadSwitches(driver.process.pid!)) - before;
+    assert.ok(wakeups < 20, `an idle driver's main thread woke ${wakeups} times in 2 s`);
+  });
+});
