@@ -341,6 +341,11 @@ export const ALLOW_PVC_SOURCE = 'allowPVCSource';
 /** The class policy keys, from their schema. */
 export const POLICY_KEYS = Object.keys(classPolicySchema.shape);
 
+/** Whether volumes of a class may have a source: the class names one, or lets each PVC bring its own. */
+export function classMayHaveSource(params: Record<string, string>): boolean {
+  return params[ALLOW_PVC_SOURCE] === 'true' || Object.keys(params).some((key) => key.startsWith('source.'));
+}
+
 /** True for a StorageClass parameter key the populator owns. */
 export function isSourceParameter(key: string): boolean {
   return key.startsWith('source.') || FLAT_TOP_LEVEL.includes(key) || POLICY_KEYS.includes(key);

@@ -44,11 +44,6 @@ export interface Population {
   release(target: VolumeTarget): Promise<void>;
 }
 
-/** Whether a volume made with these parameters may have a source (and sync state to remove with it). */
-export function mayBePopulated(parameters: Record<string, string>): boolean {
-  return parameters.allowPVCSource === 'true' || Object.keys(parameters).some((k) => k.startsWith('source.'));
-}
-
 /** A controller running without --populator: classes with a source are refused before anything is made. */
 export const withoutPopulator: Population = {
   plan: async (request) => {

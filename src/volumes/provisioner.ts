@@ -14,7 +14,6 @@ import type { CallContext } from '../rpc/handler.js';
 import type { ContentSources } from './content.js';
 import { Operations } from './operations.js';
 import {
-  mayBePopulated,
   READ_ONLY_CONTEXT,
   withoutPopulator,
   type PlannedSource,
@@ -22,7 +21,7 @@ import {
   type PopulationRequest,
   type VolumeTarget,
 } from './population.js';
-import { splitSourceParameters } from '../populator/spec.js';
+import { classMayHaveSource, splitSourceParameters } from '../populator/spec.js';
 import { renderSubDir } from './template.js';
 import { formatVolumeId, parseVolumeId, type VolumeRef } from './volume-id.js';
 
@@ -327,7 +326,7 @@ export class Provisioner {
     const { backend } = found;
     return backend.deleteShare(found.ref.path, {
       beforeDelete: async (record) => {
-        if (mayBePopulated(record.parameters)) await this.population.release({ id, backend, record });
+        if (classMayHaveSource(record.parameters)) await this.population.release({ id, backend, record });
       },
     });
   }

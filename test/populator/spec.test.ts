@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import {
   classDefaults,
+  classMayHaveSource,
   parseDuration,
   parseSize,
   parseSourceParameters,
@@ -189,6 +190,13 @@ describe('populator source spec', () => {
       splitSourceParameters({ 'source.type': 'http', syncMode: 'mirror', backend: 'b', onDelete: 'retain' }),
       { source: { 'source.type': 'http', syncMode: 'mirror' }, rest: { backend: 'b', onDelete: 'retain' } },
     );
+  });
+
+  it('tells which classes may have populated volumes (whose sync state goes with them)', () => {
+    assert.equal(classMayHaveSource({ 'source.type': 'git', backend: 'b' }), true);
+    assert.equal(classMayHaveSource({ allowPVCSource: 'true' }), true);
+    assert.equal(classMayHaveSource({ allowPVCSource: 'false', syncInterval: '1m', backend: 'b' }), false);
+    assert.equal(classMayHaveSource({}), false);
   });
 
   it('allowPVCSource belongs to the populator but is a policy, not part of the spec', () => {
