@@ -9,7 +9,7 @@ import { VolumeMounts } from './mount/volume-mounts.js';
 import { nodeService } from './node/service.js';
 import type { PopulatorFlags } from './populator/flags.js';
 import type { PopulatorRuntime } from './populator/runtime.js';
-import { grpcAddress, parseEndpoint, prepareUnixSocket } from './rpc/endpoint.js';
+import { grpcAddress, parseEndpoint, prepareUnixSocket, shareUnixSocket } from './rpc/endpoint.js';
 import { wrapService, type RpcRuntime } from './rpc/handler.js';
 import { VolumeLocks } from './rpc/locks.js';
 import { loadCsi } from './rpc/proto.js';
@@ -32,6 +32,8 @@ export interface DriverOptions {
   backends: BackendConfig[];
   stateDir: string;
   topology: Record<string, string>;
+  /** Group that may use the unix socket (mode 0660); undefined: the driver's own user only. */
+  endpointGroup?: number;
   logger: Logger;
   /** Runs the populator (controller side) when set. */
   populator?: PopulatorFlags;
@@ -94,10 +96,12 @@ export class Driver {
   }
 
   async start(): Promise<void> {
+    const endpoint = parseEndpoint(this.options.endpoint);
+    if (this.options.endpointGroup !== undefined && endpoint.kind !== 'unix')
+      throw new Error('--endpoint-group applies to a unix:// endpoint only');
     if (this.options.mode !== 'node') await Promise.all(this.registry.all().map((b) => b.init?.()));
     // Before the socket exists: a CreateVolume must never find the populator still loading.
     await this.startPopulator();
-    const endpoint = parseEndpoint(this.options.endpoint);
     if (endpoint.kind === 'unix') {
       await prepareUnixSocket(endpoint.path);
       this.socketPath = endpoint.path;
@@ -107,6 +111,13 @@ export class Driver {
         err ? reject(err) : resolve(port),
       ),
     );
+    if (this.socketPath && this.options.endpointGroup !== undefined) {
+      // A socket the sidecars cannot use is a failed start, and nothing of it stays behind.
+      await shareUnixSocket(this.socketPath, this.options.endpointGroup).catch(async (err: Error) => {
+        await this.stop();
+        throw new Error(`--endpoint-group ${this.options.endpointGroup}: ${err.message}`);
+      });
+    }
     if (this.options.metricsAddress)
       this.metricsServer = await serveMetrics(this.metrics, this.options.metricsAddress);
     this.options.logger.info('serving', {

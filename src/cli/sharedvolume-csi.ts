@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { hostname } from 'node:os';
 import { loadBackendConfigs } from '../backends/registry.js';
 import { Driver, type Mode } from '../driver.js';
@@ -22,12 +22,24 @@ const env = (flag: string) => `SHAREDVOLUME_${flag.toUpperCase().replace(/-/g, '
 const option = (flags: string, description: string, name: string) =>
   new Option(flags, description).env(env(name));
 
+function parseGroupId(value: string): number {
+  if (!/^\d+$/.test(value)) throw new InvalidArgumentError('a numeric group id, such as 65532');
+  return Number(value);
+}
+
 const program = new Command()
   .name('sharedvolume-csi')
   .description('CSI driver for shared file volumes')
   .version(VERSION)
   .addOption(
     option('--endpoint <url>', 'unix:///path.sock or tcp://host:port', 'endpoint').makeOptionMandatory(),
+  )
+  .addOption(
+    option(
+      '--endpoint-group <gid>',
+      'unix socket: owned by this numeric group, mode 0660, so sidecars of that group need not be root',
+      'endpoint-group',
+    ).argParser(parseGroupId),
   )
   .addOption(option('--node-id <id>', "this node's id (default: host name)", 'node-id'))
   .addOption(option('--driver-name <name>', 'CSI driver name', 'driver-name').default('csi.sharedvolume.io'))
@@ -115,6 +127,7 @@ async function main(): Promise<void> {
   program.parse();
   const opts = program.opts<{
     endpoint: string;
+    endpointGroup?: number;
     nodeId?: string;
     driverName: string;
     mode: Mode;
@@ -141,6 +154,7 @@ async function main(): Promise<void> {
     backends: await loadBackendConfigs(opts.backends, opts.localRoot),
     stateDir: opts.stateDir,
     topology: parseTopology(opts.topology),
+    ...(opts.endpointGroup !== undefined ? { endpointGroup: opts.endpointGroup } : {}),
     logger,
     populator: populatorFlags(opts),
   });

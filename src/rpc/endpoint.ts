@@ -1,5 +1,5 @@
 import { connect } from 'node:net';
-import { lstat, unlink, mkdir } from 'node:fs/promises';
+import { chmod, chown, lstat, unlink, mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 export type Endpoint = { kind: 'unix'; path: string } | { kind: 'tcp'; host: string; port: number };
@@ -39,4 +39,13 @@ export async function prepareUnixSocket(path: string): Promise<void> {
   if (!stats.isSocket()) throw new Error(`${path} exists and is not a socket`);
   if (await socketAnswers(path)) throw new Error(`${path} is in use by a running process`);
   await unlink(path);
+}
+
+/**
+ * Hands the socket to a group, read-write for owner and group only, so that sidecars running as that
+ * group can connect without being root when the driver itself must be.
+ */
+export async function shareUnixSocket(path: string, gid: number): Promise<void> {
+  await chown(path, -1, gid);
+  await chmod(path, 0o660);
 }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +12,15 @@ import { DRIVER_BIN, startDriver } from '../helpers/driver.js';
 import { mountCapability } from '../helpers/csi.js';
 
 const run = promisify(execFile);
+
+/** Whether a process of that user and group may connect to a unix socket: "connected" or the errno. */
+async function connectsAs(socket: string, uid: number, gid: number): Promise<string> {
+  const script = `require('net').connect(${JSON.stringify(socket)})
+    .on('connect', () => { console.log('connected'); process.exit(0); })
+    .on('error', (e) => { console.log(e.code); process.exit(0); });`;
+  const { stdout } = await run(process.execPath, ['-e', script], { uid, gid, cwd: '/' });
+  return stdout.trim();
+}
 
 describe('sharedvolume-csi executable', () => {
   it('documents every flag of --help, with its environment variable, in the README', async () => {
@@ -89,6 +98,34 @@ describe('sharedvolume-csi executable', () => {
     } finally {
       server.close();
     }
+  });
+
+  it('lets a group use its socket (--endpoint-group), so that sidecars need not be root', async () => {
+    await chmod(dir, 0o711); // other users may reach the socket, as in a pod's shared socket volume
+    const driver = await startDriver({
+      args: ['--local-root', join(dir, 'root'), '--endpoint-group', '4242'],
+      dir,
+    });
+    try {
+      const socket = await stat(driver.socket);
+      assert.equal(socket.gid, 4242);
+      assert.equal(socket.mode & 0o777, 0o660);
+      assert.equal(await connectsAs(driver.socket, 4243, 4242), 'connected', 'a member of the group');
+      assert.equal(await connectsAs(driver.socket, 4243, 4243), 'EACCES', 'anyone else');
+    } finally {
+      assert.equal(await driver.stop(), 0);
+    }
+  });
+
+  it('refuses --endpoint-group that is not a number or for a tcp endpoint', async () => {
+    await assert.rejects(
+      run(DRIVER_BIN, ['--endpoint', `unix://${join(dir, 's.sock')}`, '--endpoint-group', 'csi']),
+      (err: { stderr: string }) => /--endpoint-group.*numeric group id/.test(err.stderr),
+    );
+    await assert.rejects(
+      run(DRIVER_BIN, ['--endpoint', 'tcp://127.0.0.1:1', '--endpoint-group', '1', '--local-root', dir]),
+      (err: { stderr: string }) => /--endpoint-group applies to a unix:\/\/ endpoint only/.test(err.stderr),
+    );
   });
 
   it('serves on tcp://host:port as well', async () => {
