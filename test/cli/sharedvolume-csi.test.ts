@@ -117,6 +117,33 @@ describe('sharedvolume-csi executable', () => {
     }
   });
 
+  it('hands its socket to a group it belongs to as root without capabilities (the local overlay)', async () => {
+    await chmod(dir, 0o711);
+    const rootWithoutCapabilities = (groups: string) => [
+      'setpriv',
+      `--groups=${groups}`,
+      '--inh-caps=-all',
+      '--bounding-set=-all',
+      '--',
+    ];
+    const args = ['--local-root', join(dir, 'root'), '--endpoint-group', '4242'];
+    const driver = await startDriver({ args, dir, launcher: rootWithoutCapabilities('4242') });
+    try {
+      assert.equal(await connectsAs(driver.socket, 4243, 4242), 'connected');
+    } finally {
+      assert.equal(await driver.stop(), 0);
+    }
+    // Not a member: only CAP_CHOWN could give the socket away. The start fails and leaves no socket.
+    const [setpriv, ...options] = rootWithoutCapabilities('4243');
+    const endpoint = `unix://${join(dir, 'csi.sock')}`;
+    await assert.rejects(
+      run(setpriv!, [...options, DRIVER_BIN, '--endpoint', endpoint, ...args]),
+      (err: { code: number; stderr: string }) =>
+        err.code === 1 && /--endpoint-group 4242: EPERM/.test(err.stderr),
+    );
+    assert.equal(existsSync(join(dir, 'csi.sock')), false);
+  });
+
   it('refuses --endpoint-group that is not a number or for a tcp endpoint', async () => {
     await assert.rejects(
       run(DRIVER_BIN, ['--endpoint', `unix://${join(dir, 's.sock')}`, '--endpoint-group', 'csi']),

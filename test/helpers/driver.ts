@@ -25,6 +25,8 @@ export interface DriverArgs {
   /** Extra flags, e.g. ['--local-root', dir] or ['--backends', file]. */
   args: string[];
   env?: Record<string, string>;
+  /** A command that runs the driver, such as setpriv with its options (default: none). */
+  launcher?: string[];
   /** Reuse a directory (for restarts); default: a fresh temp dir, removed on stop. */
   dir?: string;
 }
@@ -42,9 +44,11 @@ export async function startDriver(options: DriverArgs): Promise<RunningDriver> {
   const dir = options.dir ?? (await mkdtemp(join(tmpdir(), 'sv-driver-')));
   const socket = join(dir, 'csi.sock');
   const endpoint = `unix://${socket}`;
+  const [command, ...prefix] = [...(options.launcher ?? []), DRIVER_BIN];
   const child = spawn(
-    DRIVER_BIN,
+    command!,
     [
+      ...prefix,
       '--endpoint',
       endpoint,
       '--node-id',
