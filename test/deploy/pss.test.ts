@@ -129,14 +129,37 @@ export function restrictedContainerViolations(c: Any, podSc: Any = {}): string[]
   return out;
 }
 
-/** The sidecars need no privilege anywhere: restricted at container level, whatever the pod. */
-function sidecarViolations(pod: Any): string[] {
+/**
+ * The sidecars need no privilege anywhere: restricted at container level, whatever the pod. The
+ * controller's run as non-root even beside a root driver (it hands them its socket); the node's run as
+ * root only to write the registration socket into root's /var/lib/kubelet/plugins_registry.
+ */
+function sidecarViolations(pod: Any, component: 'controller' | 'node'): string[] {
   return allContainers(pod)
     .filter((c) => c.name !== 'sharedvolume-csi')
     .flatMap((c) =>
-      restrictedContainerViolations(c, { runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } }),
+      restrictedContainerViolations(c, {
+        ...pod.securityContext,
+        seccompProfile: { type: 'RuntimeDefault' },
+      }),
     )
-    .filter((v) => !/runAsNonRoot|runAsUser/.test(v)); // root only where the driver's socket is root's
+    .filter((v) => component === 'controller' || !/runAsNonRoot|runAsUser/.test(v));
+}
+
+/**
+ * A root driver beside non-root sidecars must hand them its socket (SHAREDVOLUME_ENDPOINT_GROUP), and
+ * without CAP_CHOWN it may only give it to a group it belongs to.
+ */
+function socketProblems(pod: Any): string[] {
+  const driver = allContainers(pod).find((c) => c.name === 'sharedvolume-csi');
+  const sidecarGroup = pod.securityContext?.runAsGroup;
+  if ((driver.securityContext?.runAsUser ?? pod.securityContext?.runAsUser) !== 0) return [];
+  if (sidecarGroup === undefined) return []; // root sidecars (the node plugin's)
+  const group = (driver.env ?? []).find((e: Any) => e.name === 'SHAREDVOLUME_ENDPOINT_GROUP')?.value;
+  if (group !== String(sidecarGroup))
+    return [`the root driver hands its socket to ${group}, not ${sidecarGroup}`];
+  const member = (pod.securityContext.supplementalGroups ?? []).includes(sidecarGroup);
+  return driver.securityContext?.privileged || member ? [] : [`the driver is not in group ${group}`];
 }
 
 const KUBELET_PATHS = [
@@ -312,7 +335,8 @@ describe('Pod Security Standards', function () {
             assert.deepEqual(baselineViolations(pod, expectation.exceptions), []);
             assert.deepEqual(unusedExceptions(pod, expectation.exceptions), [], 'stale exception');
           }
-          assert.deepEqual(sidecarViolations(pod), [], 'sidecars need no privilege');
+          assert.deepEqual(sidecarViolations(pod, component), [], 'sidecars need no privilege');
+          assert.deepEqual(socketProblems(pod), [], 'the sidecars can open the socket');
         });
       }
 
