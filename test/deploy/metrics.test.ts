@@ -1,14 +1,13 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { rpc } from '../../src/cli/csi-client.js';
 import { syncStateDir, writeRegistration } from '../../src/populator/registration.js';
 import { parseSourceSpec } from '../../src/populator/spec.js';
 import { mountCapability } from '../helpers/csi.js';
-import { startDriver, type RunningDriver } from '../helpers/driver.js';
+import { startDriverWithMetrics } from '../helpers/driver.js';
 import { eventually } from '../helpers/eventually.js';
 import { startFileServer, type FileServer } from '../helpers/file-server.js';
 import { DEPLOY, findObject, kustomize, readYamlFile } from './deploy-files.js';
@@ -123,14 +122,6 @@ function parseScrape(text: string): Map<string, Set<string>> {
   return samples;
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
 const union = (sets: Set<string>[]) => new Set(sets.flatMap((s) => [...s]));
 
 /** A volume as CreateVolume registers it with the populator: filled from a local HTTP server. */
@@ -156,7 +147,7 @@ describe('monitoring: alerts and dashboard use metrics that exist', function () 
   this.timeout(60_000);
   let root: string;
   let files: FileServer | undefined;
-  let driver: RunningDriver | undefined;
+  let driver: Awaited<ReturnType<typeof startDriverWithMetrics>> | undefined;
   let scrape: Map<string, Set<string>>;
   let address: string;
 
@@ -172,12 +163,12 @@ describe('monitoring: alerts and dashboard use metrics that exist', function () 
 
   before(async () => {
     root = await mkdtemp(join(tmpdir(), 'sv-metrics-'));
-    address = `127.0.0.1:${await freePort()}`;
     files = await startFileServer();
     await registerPopulatedVolume(root, files);
-    driver = await startDriver({
-      args: ['--local-root', root, '--metrics-address', address, '--populator', '--admin-address', 'off'],
+    driver = await startDriverWithMetrics({
+      args: ['--local-root', root, '--populator', '--admin-address', 'off'],
     });
+    address = driver.metricsAddress;
     // Counters and histograms only show samples once observed: make real calls first.
     await rpc(driver.identity, 'GetPluginInfo', {});
     const created = await rpc(driver.controller, 'CreateVolume', {

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connectCsi, type CsiClients } from '../../src/cli/csi-client.js';
+import { freePort } from './ports.js';
 
 /** The launcher operators run (bin/sharedvolume-csi), so tests exercise the same node flags. */
 export const DRIVER_BIN = fileURLToPath(new URL('../../../bin/sharedvolume-csi', import.meta.url));
@@ -95,4 +96,16 @@ export async function startDriver(options: DriverArgs): Promise<RunningDriver> {
       return code;
     },
   };
+}
+
+/** startDriver serving /metrics and /healthz on a free loopback port, `http://${metricsAddress}/...`. */
+export async function startDriverWithMetrics(
+  options: DriverArgs,
+): Promise<RunningDriver & { metricsAddress: string }> {
+  const metricsAddress = `127.0.0.1:${await freePort()}`;
+  const driver = await startDriver({
+    ...options,
+    args: [...options.args, '--metrics-address', metricsAddress],
+  });
+  return { ...driver, metricsAddress };
 }

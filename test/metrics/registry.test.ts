@@ -2,8 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startDriver, type RunningDriver } from '../helpers/driver.js';
-import { freePort } from '../helpers/ports.js';
+import { startDriverWithMetrics } from '../helpers/driver.js';
 
 /** Context switches of a process's main thread so far (each one is the thread waking up or being preempted). */
 async function mainThreadSwitches(pid: number): Promise<number> {
@@ -13,15 +12,10 @@ async function mainThreadSwitches(pid: number): Promise<number> {
 
 describe('process metrics of the running driver', () => {
   let dir: string;
-  let driver: RunningDriver;
-  let metricsUrl: string;
+  let driver: Awaited<ReturnType<typeof startDriverWithMetrics>>;
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'sv-metrics-'));
-    const port = await freePort();
-    metricsUrl = `http://127.0.0.1:${port}/metrics`;
-    driver = await startDriver({
-      args: ['--local-root', join(dir, 'root'), '--metrics-address', `127.0.0.1:${port}`],
-    });
+    driver = await startDriverWithMetrics({ args: ['--local-root', join(dir, 'root')] });
   });
   after(async () => {
     await driver?.stop();
@@ -29,7 +23,7 @@ describe('process metrics of the running driver', () => {
   });
 
   it('exports the event-loop lag without polling an idle driver', async () => {
-    const body = await (await fetch(metricsUrl)).text();
+    const body = await (await fetch(`http://${driver.metricsAddress}/metrics`)).text();
     assert.match(body, /nodejs_eventloop_lag_p99_seconds \d/);
     // The event-loop monitor's default 10 ms resolution woke an idle driver 100 times a second.
     await new Promise((r) => setTimeout(r, 500));

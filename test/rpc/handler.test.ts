@@ -4,29 +4,18 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { rpc } from '../../src/cli/csi-client.js';
-import { startDriver, type RunningDriver } from '../helpers/driver.js';
+import { startDriverWithMetrics } from '../helpers/driver.js';
 import { mountCapability, rejectsWith } from '../helpers/csi.js';
-import { freePort } from '../helpers/ports.js';
 
 const SECRET = 'planted-S3cret-value-4242';
 
 describe('RPC wrapper (logging, metrics, locks, errors) on the running driver', () => {
   let dir: string;
-  let driver: RunningDriver;
-  let metricsUrl: string;
+  let driver: Awaited<ReturnType<typeof startDriverWithMetrics>>;
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'sv-wrap-'));
-    const port = await freePort();
-    metricsUrl = `http://127.0.0.1:${port}/metrics`;
-    driver = await startDriver({
-      args: [
-        '--local-root',
-        join(dir, 'root'),
-        '--metrics-address',
-        `127.0.0.1:${port}`,
-        '--log-level',
-        'debug',
-      ],
+    driver = await startDriverWithMetrics({
+      args: ['--local-root', join(dir, 'root'), '--log-level', 'debug'],
     });
   });
   after(async () => {
@@ -74,7 +63,7 @@ describe('RPC wrapper (logging, metrics, locks, errors) on the running driver', 
 
   it('counts calls by method and code and times them', async () => {
     await rejectsWith(rpc(driver.controller, 'DeleteVolume', { volume_id: '' }), status.INVALID_ARGUMENT);
-    const body = await (await fetch(metricsUrl)).text();
+    const body = await (await fetch(`http://${driver.metricsAddress}/metrics`)).text();
     assert.match(body, /sharedvolume_csi_operations_total\{method="CreateVolume",code="OK"\} [1-9]/);
     assert.match(
       body,
