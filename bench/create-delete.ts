@@ -47,16 +47,22 @@ async function measure(
   const after = await driver.cpu();
   const threadsAfter = await driver.cpuByThread();
   const perCall = (cpuSeconds: number) => (cpuSeconds * 1000) / count;
+  const js = threadsAfter.js - threadsBefore.js;
+  const others = threadsAfter.others - threadsBefore.others;
+  // The exact total, split into user space and kernel in the proportion of the (tick-counted) stat.
+  const user = after.user - before.user;
+  const kernel = after.system - before.system;
+  const userShare = user + kernel > 0 ? user / (user + kernel) : 1;
   return {
     name,
-    jsMsPerCall: perCall(threadsAfter.js - threadsBefore.js),
-    othersMsPerCall: perCall(threadsAfter.others - threadsBefore.others),
+    jsMsPerCall: perCall(js),
+    othersMsPerCall: perCall(others),
     rate: count / seconds,
     p50: percentile(latencies, 50),
     p99: percentile(latencies, 99),
-    cpuMsPerCall: perCall(after.user + after.system - before.user - before.system),
-    userMsPerCall: perCall(after.user - before.user),
-    kernelMsPerCall: perCall(after.system - before.system),
+    cpuMsPerCall: perCall(js + others),
+    userMsPerCall: perCall((js + others) * userShare),
+    kernelMsPerCall: perCall((js + others) * (1 - userShare)),
   };
 }
 

@@ -40,16 +40,20 @@ export class DriverProcess {
 
   /**
    * CPU seconds of the JS thread and of all other threads together (libuv's file system workers, V8's
-   * compiler and GC helpers: Node 20 does not name them apart). Threads that exited are not counted.
+   * compiler and GC helpers: Node 20 does not name them apart), to the nanosecond: the scheduler's
+   * run time of each thread (schedstat). /proc/PID/stat counts in clock ticks of 10 ms, which for 500
+   * calls is 0.02 ms per call. Threads that exited are not counted; the driver's threads live as long
+   * as it does.
    */
   async cpuByThread(): Promise<{ js: number; others: number }> {
     const cpu = { js: 0, others: 0 };
     const tasks = await readdir(`/proc/${this.child.pid}/task`).catch(() => [] as string[]);
     for (const task of tasks) {
-      const stat = await readFile(`/proc/${this.child.pid}/task/${task}/stat`, 'utf8').catch(() => '');
-      if (!stat) continue;
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      const seconds = (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+      const schedstat = await readFile(`/proc/${this.child.pid}/task/${task}/schedstat`, 'utf8').catch(
+        () => '',
+      );
+      if (!schedstat) continue;
+      const seconds = Number(schedstat.split(' ')[0]) / 1e9;
       if (task === String(this.child.pid)) cpu.js += seconds;
       else cpu.others += seconds;
     }
