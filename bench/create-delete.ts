@@ -17,6 +17,8 @@ const WARMUP = Number(process.env.BENCH_WARMUP ?? 200);
 /** Size of the scratch file system the volumes go on (BENCH_ROOT picks a directory instead; see scratch-fs.ts). */
 const IMAGE_BYTES = 4 * 2 ** 30;
 const CAPABILITY: VolumeCapability = { mount: {}, access_mode: { mode: 'MULTI_NODE_MULTI_WRITER' } };
+/** The issue's targets for each measured round. */
+const TARGET = { rate: 1400, p99Ms: 25, cpuMs: 0.5, rssMiB: 80 };
 
 type Phase = {
   name: string;
@@ -84,23 +86,48 @@ async function main(): Promise<void> {
   }
 }
 
-/** `count` CreateVolume calls, then a DeleteVolume for each, measured as two phases. */
-async function createAndDelete(driver: DriverProcess, csi: CsiClients, label: string, count: number) {
+/** `count` CreateVolume calls, then a DeleteVolume for each, measured as two phases; returns the first. */
+async function createAndDelete(
+  driver: DriverProcess,
+  csi: CsiClients,
+  label: string,
+  count: number,
+): Promise<Phase> {
   const ids: string[] = [];
-  print(
-    await measure(driver, `${label} CreateVolume`, count, async (i) => {
-      const res = await rpc(csi.controller, 'CreateVolume', {
-        name: `bench-${label.replace(/\W/g, '')}-${i}`,
-        volume_capabilities: [CAPABILITY],
-        capacity_range: { required_bytes: 1 << 30 },
-      });
-      ids[i] = res.volume!.volume_id!;
-    }),
-  );
+  const creates = await measure(driver, `${label} CreateVolume`, count, async (i) => {
+    const res = await rpc(csi.controller, 'CreateVolume', {
+      name: `bench-${label.replace(/\W/g, '')}-${i}`,
+      volume_capabilities: [CAPABILITY],
+      capacity_range: { required_bytes: 1 << 30 },
+    });
+    ids[i] = res.volume!.volume_id!;
+  });
+  print(creates);
   print(
     await measure(driver, `${label} DeleteVolume`, count, (i) =>
       rpc(csi.controller, 'DeleteVolume', { volume_id: ids[i]! }),
     ),
+  );
+  return creates;
+}
+
+/** One line per measured round: PASS when it meets every target, MISS naming what it missed. */
+function printVerdicts(rounds: { creates: Phase; rssMiB: number }[]): void {
+  rounds.forEach(({ creates, rssMiB }, i) => {
+    const missed = [
+      creates.rate < TARGET.rate && 'rate',
+      creates.p99 > TARGET.p99Ms && 'p99',
+      creates.cpuMsPerCall > TARGET.cpuMs && 'CPU',
+      rssMiB > TARGET.rssMiB && 'RSS',
+    ].filter(Boolean);
+    console.log(
+      `${missed.length ? `MISS (${missed.join(', ')})` : 'PASS'} round ${i + 1}  CreateVolume ${creates.rate.toFixed(0)}/s (target >= ${TARGET.rate})  p99 ${creates.p99.toFixed(1)} ms (<= ${TARGET.p99Ms})  CPU ${creates.cpuMsPerCall.toFixed(3)} ms (<= ${TARGET.cpuMs})  RSS ${rssMiB.toFixed(1)} MiB (<= ${TARGET.rssMiB})`,
+    );
+  });
+  // Full collections come and go, so RSS moves within a band; growth shows as a trend over rounds.
+  const rss = rounds.map((r) => r.rssMiB);
+  console.log(
+    `RSS after the rounds: ${Math.min(...rss).toFixed(1)}-${Math.max(...rss).toFixed(1)} MiB (BENCH_ROUNDS=10 shows whether it trends)`,
   );
 }
 
@@ -134,12 +161,16 @@ async function benchmark(parent: string): Promise<void> {
         `RSS after the warm-up (${WARMUP} create/delete cycles, not counted): ${(await driver.rssMiB()).toFixed(1)} MiB`,
       );
     }
+    const rounds: { creates: Phase; rssMiB: number }[] = [];
     for (let round = 1; round <= ROUNDS; round++) {
-      await createAndDelete(driver, csi, `round ${round}`, VOLUMES);
+      const creates = await createAndDelete(driver, csi, `round ${round}`, VOLUMES);
+      const rssMiB = await driver.rssMiB();
       console.log(
-        `RSS after round ${round} (${round * VOLUMES} create/delete cycles): ${(await driver.rssMiB()).toFixed(1)} MiB`,
+        `RSS after round ${round} (${round * VOLUMES} create/delete cycles): ${rssMiB.toFixed(1)} MiB`,
       );
+      rounds.push({ creates, rssMiB });
     }
+    printVerdicts(rounds);
     csi.close();
   } finally {
     await driver.stop();
