@@ -28,7 +28,7 @@ const NOT_OURS = new Set([
 ]);
 
 /**
- * The populator's metrics (issue 3), as it promises to export them. The driver below runs the
+ * The populator's metrics, as it promises to export them. The driver below runs the
  * populator with one volume that has synced, so the sync rules and panels are checked against the
  * real scrape; this list is the contract they must also stay within.
  */
