@@ -3,7 +3,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { hostname } from 'node:os';
 import { loadBackendConfigs } from '../backends/registry.js';
 import { Driver, type Mode } from '../driver.js';
-import { createLogger, type LogFormat } from '../logging/logger.js';
+import { createLogger, logProcessWarnings, type LogFormat } from '../logging/logger.js';
 import { DEFAULT_ADMIN_ADDRESS, type PopulatorFlags } from '../populator/flags.js';
 import { parseDuration } from '../populator/spec.js';
 import { VERSION } from '../version.js';
@@ -145,6 +145,7 @@ async function main(): Promise<void> {
     syncLease: string;
   }>();
   const logger = createLogger(opts.logLevel, opts.logFormat);
+  logProcessWarnings(logger);
   const driver = new Driver({
     endpoint: opts.endpoint,
     nodeId: opts.nodeId ?? hostname(),

@@ -38,6 +38,17 @@ export function createLogger(level: string, format: LogFormat): winston.Logger {
   });
 }
 
+/**
+ * Logs process warnings (deprecations, notices such as the AWS SDK's about Node versions) as lines of
+ * the logger's own format instead of Node's default: multi-line text on stderr that breaks JSON logs.
+ */
+export function logProcessWarnings(logger: winston.Logger): void {
+  process.removeAllListeners('warning');
+  process.on('warning', (warning) =>
+    logger.warn('process warning', { warning: warning.name, detail: warning.message }),
+  );
+}
+
 /** Removes every occurrence of the given secret values from a message. */
 export function scrub(message: string, secrets: Iterable<string>): string {
   let out = message;

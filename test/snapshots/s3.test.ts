@@ -108,6 +108,13 @@ describe('snapshots in an S3 bucket (s3rver)', function () {
     assert.deepEqual(await describeTree(join(root, 'from-s3')), sourceTree);
   });
 
+  it("writes nothing but JSON log lines, the AWS SDK's own warnings included", () => {
+    // On Node 20 the SDK emits a multi-line NodeVersionSupportWarning when it loads.
+    const lines = driver.log().split('\n').filter(Boolean);
+    assert.ok(lines.length > 0);
+    for (const line of lines) assert.doesNotThrow(() => JSON.parse(line), line);
+  });
+
   it('keeps no archive on the backend, and no secret in the log, a record or the volume', async () => {
     await snapshot('s3-b', 'no-local-copy');
     const data = await readdir(join(root, '.sharedvolume', 'snapshots', 'data'));
