@@ -44,8 +44,12 @@ export function createLogger(level: string, format: LogFormat): winston.Logger {
  */
 export function logProcessWarnings(logger: winston.Logger): void {
   process.removeAllListeners('warning');
-  process.on('warning', (warning) =>
-    logger.warn('process warning', { warning: warning.name, detail: warning.message }),
+  process.on('warning', (warning: Error & { code?: string }) =>
+    logger.warn('process warning', {
+      warning: warning.name,
+      ...(warning.code ? { code: warning.code } : {}),
+      detail: warning.message,
+    }),
   );
 }
 

@@ -11,7 +11,8 @@ async function inChild(body: string): Promise<{ stdout: string; stderr: string }
   return run(process.execPath, ['--input-type=module', '-e', script]);
 }
 
-const WARNING = "process.emitWarning('first line\\nsecond line', 'NodeVersionSupportWarning');";
+const WARNING =
+  "process.emitWarning('first line\\nsecond line', { type: 'DeprecationWarning', code: 'DEP0999' });";
 
 describe('logger', () => {
   it('writes one JSON line per entry to stdout, with level, message, fields and a timestamp', async () => {
@@ -28,7 +29,7 @@ describe('logger', () => {
 
   it('turns process warnings into log lines instead of Node’s multi-line text on stderr', async () => {
     const plain = await inChild(WARNING);
-    assert.match(plain.stderr, /NodeVersionSupportWarning: first line/, 'Node prints it by default');
+    assert.match(plain.stderr, /DeprecationWarning: first line/, 'Node prints it by default');
 
     const { stdout, stderr } = await inChild(`logProcessWarnings(createLogger('info', 'json'));\n${WARNING}`);
     assert.equal(stderr, '');
@@ -36,7 +37,8 @@ describe('logger', () => {
     assert.equal(lines.length, 1);
     const entry = JSON.parse(lines[0]!) as Record<string, unknown>;
     assert.equal(entry.level, 'warn');
-    assert.equal(entry.warning, 'NodeVersionSupportWarning');
+    assert.equal(entry.warning, 'DeprecationWarning');
+    assert.equal(entry.code, 'DEP0999');
     assert.equal(entry.detail, 'first line\nsecond line');
   });
 });
