@@ -7,7 +7,7 @@ import { rpc } from '../../src/cli/csi-client.js';
 import { syncStateDir, writeRegistration } from '../../src/populator/registration.js';
 import { parseSourceSpec } from '../../src/populator/spec.js';
 import { mountCapability } from '../helpers/csi.js';
-import { startDriverWithMetrics } from '../helpers/driver.js';
+import { startDriverWithMetrics, type RunningDriverWithMetrics } from '../helpers/driver.js';
 import { eventually } from '../helpers/eventually.js';
 import { startFileServer, type FileServer } from '../helpers/file-server.js';
 import { DEPLOY, findObject, kustomize, readYamlFile } from './deploy-files.js';
@@ -147,9 +147,8 @@ describe('monitoring: alerts and dashboard use metrics that exist', function () 
   this.timeout(60_000);
   let root: string;
   let files: FileServer | undefined;
-  let driver: Awaited<ReturnType<typeof startDriverWithMetrics>> | undefined;
+  let driver: RunningDriverWithMetrics | undefined;
   let scrape: Map<string, Set<string>>;
-  let address: string;
 
   const dashboard = JSON.parse(readFileSync(join(DEPLOY, 'monitoring', 'dashboard.json'), 'utf8'));
   const mainExprs = [
@@ -168,7 +167,6 @@ describe('monitoring: alerts and dashboard use metrics that exist', function () 
     driver = await startDriverWithMetrics({
       args: ['--local-root', root, '--populator', '--admin-address', 'off'],
     });
-    address = driver.metricsAddress;
     // Counters and histograms only show samples once observed: make real calls first.
     await rpc(driver.identity, 'GetPluginInfo', {});
     const created = await rpc(driver.controller, 'CreateVolume', {
@@ -180,7 +178,7 @@ describe('monitoring: alerts and dashboard use metrics that exist', function () 
     await rpc(driver.controller, 'DeleteVolume', { volume_id: created.volume!.volume_id, secrets: {} });
     // The populator fills its volume at start; its sync series appear once that sync is done.
     await eventually(async () => {
-      const response = await fetch(`http://${address}/metrics`);
+      const response = await fetch(`http://${driver!.metricsAddress}/metrics`);
       assert.equal(response.status, 200);
       scrape = parseScrape(await response.text());
       return scrape.has('sharedvolume_sync_last_success_timestamp_seconds');
@@ -202,7 +200,7 @@ describe('monitoring: alerts and dashboard use metrics that exist', function () 
 
   it('the driver serves /metrics and /healthz', async () => {
     assert.ok(scrape.size > 10);
-    assert.equal(await (await fetch(`http://${address}/healthz`)).text(), 'ok');
+    assert.equal(await (await fetch(`http://${driver!.metricsAddress}/healthz`)).text(), 'ok');
   });
 
   it("every metric in alerts.yaml and the non-sync dashboard panels is in the scrape (or is kubelet's or Prometheus')", () => {

@@ -98,10 +98,11 @@ export async function startDriver(options: DriverArgs): Promise<RunningDriver> {
   };
 }
 
-/** startDriver serving /metrics and /healthz on a free loopback port, `http://${metricsAddress}/...`. */
-export async function startDriverWithMetrics(
-  options: DriverArgs,
-): Promise<RunningDriver & { metricsAddress: string }> {
+/** A driver that serves /metrics and /healthz at `http://${metricsAddress}/...`. */
+export type RunningDriverWithMetrics = RunningDriver & { metricsAddress: string };
+
+/** startDriver serving /metrics and /healthz on a free loopback port. */
+export async function startDriverWithMetrics(options: DriverArgs): Promise<RunningDriverWithMetrics> {
   const metricsAddress = `127.0.0.1:${await freePort()}`;
   const driver = await startDriver({
     ...options,

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startDriverWithMetrics } from '../helpers/driver.js';
+import { startDriverWithMetrics, type RunningDriverWithMetrics } from '../helpers/driver.js';
 
 /** Context switches of a process's main thread so far (each one is the thread waking up or being preempted). */
 async function mainThreadSwitches(pid: number): Promise<number> {
@@ -12,7 +12,7 @@ async function mainThreadSwitches(pid: number): Promise<number> {
 
 describe('process metrics of the running driver', () => {
   let dir: string;
-  let driver: Awaited<ReturnType<typeof startDriverWithMetrics>>;
+  let driver: RunningDriverWithMetrics;
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'sv-metrics-'));
     driver = await startDriverWithMetrics({ args: ['--local-root', join(dir, 'root')] });

@@ -4,14 +4,14 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { rpc } from '../../src/cli/csi-client.js';
-import { startDriverWithMetrics } from '../helpers/driver.js';
+import { startDriverWithMetrics, type RunningDriverWithMetrics } from '../helpers/driver.js';
 import { mountCapability, rejectsWith } from '../helpers/csi.js';
 
 const SECRET = 'planted-S3cret-value-4242';
 
 describe('RPC wrapper (logging, metrics, locks, errors) on the running driver', () => {
   let dir: string;
-  let driver: Awaited<ReturnType<typeof startDriverWithMetrics>>;
+  let driver: RunningDriverWithMetrics;
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'sv-wrap-'));
     driver = await startDriverWithMetrics({
