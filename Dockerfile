@@ -17,6 +17,7 @@ RUN npm ci --no-audit --no-fund
 COPY tsconfig.json ./
 COPY proto ./proto
 COPY src ./src
+COPY bin ./bin
 # Generates the gRPC types from proto/csi.proto, then compiles src/ to dist/src/.
 RUN npm run build \
  && npm prune --omit=dev

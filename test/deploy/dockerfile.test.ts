@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, posix } from 'node:path';
 import ts from 'typescript';
 import { REPO } from './deploy-files.js';
 import { location, readSource, sourceFiles, visitCalls } from './source-scan.js';
@@ -281,6 +281,29 @@ function dpkgOwners(executables: string[]): Map<string, string> {
   return owners;
 }
 
+/** A COPY instruction's sources and destination (flags such as --from=build dropped). */
+function copyPaths(instruction: string): { sources: string[]; dest: string } {
+  const words = instruction
+    .split(/\s+/)
+    .slice(1)
+    .filter((w) => !w.startsWith('--'));
+  return { sources: words.slice(0, -1), dest: words.at(-1)! };
+}
+
+/** Whether .dockerignore keeps `path` out of the build context: the last pattern that matches decides. */
+function ignoredByDocker(path: string, patterns: string[]): boolean {
+  let ignored = false;
+  for (const raw of patterns) {
+    const negated = raw.startsWith('!');
+    const pattern = negated ? raw.slice(1) : raw;
+    const glob = new RegExp(
+      `^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[^/]*')}(/.*)?$`,
+    );
+    if (glob.test(path)) ignored = !negated;
+  }
+  return ignored;
+}
+
 const ARG_DEFAULTS = (text: string) =>
   new Map([...text.matchAll(/^ARG\s+(\w+)=(\S+)/gm)].map((m) => [m[1]!, m[2]!]));
 const expand = (image: string, args: Map<string, string>) =>
@@ -393,6 +416,43 @@ describe('Dockerfile', () => {
       !runtime.instructions.some((l) => /\bnpm\b/.test(l) && l.startsWith('RUN')),
       'no npm in the runtime stage',
     );
+  });
+
+  it('copies into the runtime stage only what the build stage has, and into the build stage only what the context has', () => {
+    const build = dockerfile.stages.find((s) => s.name === 'build')!;
+    const workdir = /^WORKDIR\s+(\S+)/.exec(build.instructions.find((l) => l.startsWith('WORKDIR'))!)![1]!;
+    // What the build stage's commands make: npm ci the dependencies, npm run build dist/.
+    const made = ['node_modules', 'dist'];
+    const copiedIn = build.instructions
+      .filter((l) => l.startsWith('COPY'))
+      .flatMap((l) => {
+        const { sources, dest } = copyPaths(l);
+        return dest.endsWith('/')
+          ? sources.map((src) => posix.join(dest, posix.basename(src)))
+          : [posix.normalize(dest)];
+      });
+    const missing = runtime.instructions
+      .filter((l) => l.startsWith('COPY') && l.includes('--from=build') && l.includes(` ${workdir}/`))
+      .map((l) => copyPaths(l).sources[0]!.slice(workdir.length + 1))
+      .filter((path) => !made.includes(path.split('/')[0]!) && !copiedIn.includes(path));
+    assert.deepEqual(
+      missing,
+      [],
+      'the runtime stage copies these from the build stage, which never gets them',
+    );
+
+    const patterns = readFileSync(join(REPO, '.dockerignore'), 'utf8')
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l && !l.startsWith('#'));
+    const fromContext = build.instructions
+      .filter((l) => l.startsWith('COPY') && !l.includes('--from'))
+      .flatMap((l) => copyPaths(l).sources);
+    assert.ok(fromContext.includes('bin'));
+    for (const src of fromContext) {
+      assert.ok(existsSync(join(REPO, src)), `${src} is not in the repository`);
+      assert.ok(!ignoredByDocker(src, patterns), `.dockerignore keeps ${src} out of the build context`);
+    }
   });
 
   it('keeps the code compatible with Node 20 while the image ships a newer LTS', () => {
