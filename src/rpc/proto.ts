@@ -1,10 +1,10 @@
 import { loadPackageDefinition } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import type { ProtoGrpcType } from '../generated/csi.js';
+import { PACKAGE_ROOT } from '../package-root.js';
 
-/** proto/ sits at the package root; this file runs from dist/src/rpc. */
-export const CSI_PROTO = fileURLToPath(new URL('../../../proto/csi.proto', import.meta.url));
+export const CSI_PROTO = join(PACKAGE_ROOT, 'proto', 'csi.proto');
 
 export const LOADER_OPTIONS = {
   keepCase: true,
