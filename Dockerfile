@@ -17,8 +17,10 @@ RUN npm ci --no-audit --no-fund
 COPY tsconfig.json ./
 COPY proto ./proto
 COPY src ./src
+COPY scripts/bundle.mjs ./scripts/
 COPY bin ./bin
-# Generates the gRPC types from proto/csi.proto, then compiles src/ to dist/src/.
+# Generates the gRPC types from proto/csi.proto, compiles src/ to dist/src/ and bundles the driver
+# into dist/bundle/ (what bin/sharedvolume-csi runs).
 RUN npm run build \
  && npm prune --omit=dev
 
@@ -62,6 +64,7 @@ WORKDIR /app
 COPY --from=build /src/package.json ./package.json
 COPY --from=build /src/proto ./proto
 COPY --from=build /src/node_modules ./node_modules
+COPY --from=build /src/dist/bundle ./dist/bundle
 COPY --from=build /src/dist/src ./dist/src
 COPY --from=build /src/bin ./bin
 RUN printf '#!/bin/sh\nexec node /app/dist/src/cli/svctl.js "$@"\n' > /usr/local/bin/svctl \

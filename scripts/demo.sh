@@ -5,7 +5,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-DRIVER_JS=$ROOT/dist/src/cli/sharedvolume-csi.js
+DRIVER_JS=$ROOT/dist/bundle/sharedvolume-csi.js
 DRIVER_BIN=$ROOT/bin/sharedvolume-csi
 SVCTL_JS=$ROOT/dist/src/cli/svctl.js
 

@@ -1,13 +1,29 @@
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { rpc } from '../../src/cli/csi-client.js';
 import { mountCapability } from '../helpers/csi.js';
 import { startDriver } from '../helpers/driver.js';
 
 const TRACE = fileURLToPath(new URL('../../../test/fixtures/module-trace/trace.mjs', import.meta.url));
+const REPO = fileURLToPath(new URL('../../../', import.meta.url));
+
+/**
+ * The modules a loaded file holds: itself, or for a file of the driver's bundle the modules esbuild put
+ * into it (scripts/bundle.mjs records them), so what the driver loaded reads the same bundled or not.
+ */
+async function sourceModules(loaded: string[]): Promise<string[]> {
+  const meta = JSON.parse(await readFile(join(REPO, 'dist', 'bundle-meta.json'), 'utf8')) as {
+    outputs: Record<string, { inputs: Record<string, unknown> }>;
+  };
+  return loaded.flatMap((location) => {
+    const path = location.startsWith('file:') ? fileURLToPath(location) : location;
+    const output = meta.outputs[relative(REPO, path)];
+    return output ? Object.keys(output.inputs).map((input) => join(REPO, input)) : [path];
+  });
+}
 
 /**
  * Modules that only optional features need: loading them at start costs the driver over 10 MiB. The
@@ -32,7 +48,12 @@ async function modulesLoaded(dir: string, args: string[]): Promise<string[]> {
   } finally {
     assert.equal(await driver.stop(), 0);
   }
-  const loaded = (await readFile(trace, 'utf8')).split('\n').filter(Boolean);
+  const files = (await readFile(trace, 'utf8')).split('\n').filter(Boolean);
+  assert.ok(
+    files.some((f) => f.endsWith('/dist/bundle/sharedvolume-csi.js')),
+    'the launcher runs the bundle',
+  );
+  const loaded = await sourceModules(files);
   assert.ok(
     loaded.some((m) => m.endsWith('/dist/src/driver.js')),
     'the trace saw the driver load (else it proves nothing)',

@@ -405,6 +405,7 @@ describe('Dockerfile', () => {
       '/src/package.json',
       '/src/proto',
       '/src/node_modules',
+      '/src/dist/bundle',
       '/src/dist/src',
     ]) {
       assert.ok(
@@ -448,7 +449,7 @@ describe('Dockerfile', () => {
     const fromContext = build.instructions
       .filter((l) => l.startsWith('COPY') && !l.includes('--from'))
       .flatMap((l) => copyPaths(l).sources);
-    assert.ok(fromContext.includes('bin'));
+    assert.ok(fromContext.includes('bin') && fromContext.includes('scripts/bundle.mjs'));
     for (const src of fromContext) {
       assert.ok(existsSync(join(REPO, src)), `${src} is not in the repository`);
       assert.ok(!ignoredByDocker(src, patterns), `.dockerignore keeps ${src} out of the build context`);
