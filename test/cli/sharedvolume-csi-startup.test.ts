@@ -4,24 +4,24 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { rpc } from '../../src/cli/csi-client.js';
+import { PACKAGE_ROOT } from '../../src/package-root.js';
 import { mountCapability } from '../helpers/csi.js';
 import { startDriver } from '../helpers/driver.js';
 
 const TRACE = fileURLToPath(new URL('../../../test/fixtures/module-trace/trace.mjs', import.meta.url));
-const REPO = fileURLToPath(new URL('../../../', import.meta.url));
 
 /**
  * The modules a loaded file holds: itself, or for a file of the driver's bundle the modules esbuild put
  * into it (scripts/bundle.mjs records them), so what the driver loaded reads the same bundled or not.
  */
 async function sourceModules(loaded: string[]): Promise<string[]> {
-  const meta = JSON.parse(await readFile(join(REPO, 'dist', 'bundle-meta.json'), 'utf8')) as {
+  const meta = JSON.parse(await readFile(join(PACKAGE_ROOT, 'dist', 'bundle-meta.json'), 'utf8')) as {
     outputs: Record<string, { inputs: Record<string, unknown> }>;
   };
   return loaded.flatMap((location) => {
     const path = location.startsWith('file:') ? fileURLToPath(location) : location;
-    const output = meta.outputs[relative(REPO, path)];
-    return output ? Object.keys(output.inputs).map((input) => join(REPO, input)) : [path];
+    const output = meta.outputs[relative(PACKAGE_ROOT, path)];
+    return output ? Object.keys(output.inputs).map((input) => join(PACKAGE_ROOT, input)) : [path];
   });
 }
 
